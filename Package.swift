@@ -1,0 +1,54 @@
+// swift-tools-version: 6.0
+// Strata: a multi-tenant event store server. See ../shared/DESIGN.md for the
+// architecture; this manifest declares only the targets that exist so far.
+import PackageDescription
+
+let package = Package(
+    name: "Strata",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "strata", targets: ["strata"]),
+        .library(name: "StrataStorage", targets: ["StrataStorage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // LMDB, linked from the system (Debian: liblmdb-dev).
+        .systemLibrary(
+            name: "CLMDB",
+            pkgConfig: "lmdb",
+            providers: [.apt(["liblmdb-dev"])]
+        ),
+        // Lua 5.4, linked from the system (Debian: liblua5.4-dev). The shim
+        // header turns Lua's function-like macros into static inline functions
+        // Swift can call.
+        .systemLibrary(
+            name: "CLua",
+            pkgConfig: "lua5.4",
+            providers: [.apt(["liblua5.4-dev"])]
+        ),
+        .target(
+            name: "StrataStorage",
+            dependencies: ["CLMDB"]
+        ),
+        .executableTarget(
+            name: "strata",
+            dependencies: [
+                "StrataStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        .testTarget(
+            name: "StrataStorageTests",
+            dependencies: ["StrataStorage", "CLMDB"]
+        ),
+        .testTarget(
+            name: "CLuaTests",
+            dependencies: ["CLua"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

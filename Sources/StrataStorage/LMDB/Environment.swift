@@ -1,0 +1,155 @@
+import CLMDB
+import Foundation
+
+/// How commits reach the disk.
+public enum Durability: String, Sendable, CaseIterable {
+    /// fsync before a commit returns (LMDB's default). An acknowledged write
+    /// survives a power loss.
+    case sync
+    /// Commits are written to the OS page cache without fsync (`MDB_NOSYNC`)
+    /// and flushed periodically by the owner. A process crash loses nothing;
+    /// an OS crash or power loss can lose the commits since the last flush.
+    /// Opt-in only.
+    case relaxed
+}
+
+/// Options for opening an LMDB environment.
+public struct EnvironmentOptions: Sendable {
+    /// The map size in bytes: the most data the environment can hold.
+    public var mapSize: Int
+    /// The most named databases the environment can open.
+    public var maxDatabases: UInt32
+    /// The most concurrent read transactions.
+    public var maxReaders: UInt32
+    public var durability: Durability
+
+    public init(mapSize: Int, maxDatabases: UInt32 = 16, maxReaders: UInt32 = 256, durability: Durability = .sync) {
+        self.mapSize = mapSize
+        self.maxDatabases = maxDatabases
+        self.maxReaders = maxReaders
+        self.durability = durability
+    }
+}
+
+/// One LMDB environment (a directory holding `data.mdb` and `lock.mdb`).
+///
+/// `@unchecked Sendable`: the `MDB_env` pointer is set once in `init` and LMDB's
+/// environment functions are thread-safe. The environment is opened with
+/// `MDB_NOTLS`, so a read transaction is not tied to the thread that began it
+/// (Dispatch hops threads); each transaction is still used by one thread at a
+/// time because it only exists inside a synchronous closure. The owner must
+/// not call `close()` while a transaction is running; `EventStore` guarantees
+/// that through its tenant lease.
+public final class Environment: @unchecked Sendable {
+    let handle: OpaquePointer
+    public let path: String
+    public let options: EnvironmentOptions
+    private let closeState = NSLock()  // guards `closed`
+    private var closed = false
+
+    /// Opens (creating if needed) the environment in directory `path`.
+    public init(path: String, options: EnvironmentOptions) throws(LMDBError) {
+        var env: OpaquePointer?
+        try lmdbCheck(mdb_env_create(&env), "mdb_env_create")
+        guard let env else { throw LMDBError(code: ENOMEM, operation: "mdb_env_create") }
+        do {
+            try lmdbCheck(mdb_env_set_mapsize(env, options.mapSize), "mdb_env_set_mapsize")
+            try lmdbCheck(mdb_env_set_maxdbs(env, MDB_dbi(options.maxDatabases)), "mdb_env_set_maxdbs")
+            try lmdbCheck(mdb_env_set_maxreaders(env, options.maxReaders), "mdb_env_set_maxreaders")
+            var flags = UInt32(MDB_NOTLS)
+            if options.durability == .relaxed { flags |= UInt32(MDB_NOSYNC) }
+            try lmdbCheck(mdb_env_open(env, path, flags, 0o640), "mdb_env_open(\(path))")
+        } catch {
+            // Unlike some wrappers, never leak the handle when open fails.
+            mdb_env_close(env)
+            throw error
+        }
+        self.handle = env
+        self.path = path
+        self.options = options
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Closes the environment. Idempotent. No transaction may be running.
+    public func close() {
+        closeState.lock()
+        defer { closeState.unlock() }
+        if !closed {
+            closed = true
+            mdb_env_close(handle)
+        }
+    }
+
+    /// Runs `body` in a read-only transaction, which is always ended (LMDB read
+    /// transactions have nothing to commit). Values borrowed from the map are
+    /// valid only inside `body`.
+    @available(*, noasync, message: "an LMDB transaction must not cross an await")
+    public func read<R>(_ body: (borrowing ReadTransaction) throws -> R) throws -> R {
+        var txn: OpaquePointer?
+        try lmdbCheck(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin(read)")
+        guard let txn else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(read)") }
+        let transaction = ReadTransaction(handle: txn)
+        defer { mdb_txn_abort(txn) }
+        return try body(transaction)
+    }
+
+    /// Runs `body` in a write transaction: commits when it returns, aborts when
+    /// it throws (and rethrows). LMDB allows one write transaction at a time;
+    /// it belongs to the calling thread from begin to commit.
+    @available(*, noasync, message: "an LMDB transaction must not cross an await")
+    public func write<R>(_ body: (borrowing WriteTransaction) throws -> R) throws -> R {
+        var txn: OpaquePointer?
+        try lmdbCheck(mdb_txn_begin(handle, nil, 0, &txn), "mdb_txn_begin(write)")
+        guard let txn else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(write)") }
+        let result: R
+        do {
+            result = try body(WriteTransaction(handle: txn))
+        } catch {
+            mdb_txn_abort(txn)
+            throw error
+        }
+        // mdb_txn_commit frees the transaction even when it fails.
+        try lmdbCheck(mdb_txn_commit(txn), "mdb_txn_commit")
+        return result
+    }
+
+    /// Opens (or creates) a named database. Runs its own write transaction, so
+    /// call it before concurrent work starts. Handles stay valid until the
+    /// environment closes (never call `mdb_dbi_close`).
+    @available(*, noasync)
+    public func openDatabase(_ name: String, flags: DatabaseFlags = []) throws -> Database {
+        try write { txn in try txn.openDatabase(name, flags: flags) }
+    }
+
+    /// Flushes buffered commits to disk (used with `.relaxed` durability).
+    public func sync(force: Bool = true) throws(LMDBError) {
+        try lmdbCheck(mdb_env_sync(handle, force ? 1 : 0), "mdb_env_sync")
+    }
+
+    /// Clears reader slots left by dead processes or threads; returns how many
+    /// were cleared. Stale readers pin old pages and make the file grow.
+    @discardableResult
+    public func checkReaders() -> Int32 {
+        var dead: Int32 = 0
+        mdb_reader_check(handle, &dead)
+        return dead
+    }
+
+    /// Map size and the highest page used, for usage reporting.
+    public func usage() -> (mapSize: Int, usedBytes: Int) {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        var stat = MDB_stat()
+        mdb_env_stat(handle, &stat)
+        return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize))
+    }
+
+    /// Writes a consistent copy of the environment into the existing empty
+    /// directory `path`; `compact` omits free pages. Runs alongside writers.
+    public func copy(to path: String, compact: Bool) throws(LMDBError) {
+        try lmdbCheck(mdb_env_copy2(handle, path, compact ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2(\(path))")
+    }
+}

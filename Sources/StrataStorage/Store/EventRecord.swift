@@ -1,0 +1,149 @@
+import Foundation
+
+/// The binary layout of one event in the log (format 1). Little-endian.
+///
+///     0  u8  format (1)          1  u8  flags (0)
+///     2  u16 stream name length  4  u16 type length   6 u16 content-type length
+///     8  u32 data length        12  u32 metadata length
+///    16  16 bytes event id
+///    32  u64 stream revision    40  i64 recorded-at (ns since the epoch)
+///    48  stream name, type, content type, data, metadata
+enum EventRecord {
+    static let format: UInt8 = 1
+    static let headerSize = 48
+
+    static func encodedSize(streamBytes: Int, event: ProposedEvent) -> Int {
+        headerSize + streamBytes + event.type.utf8.count + event.contentType.utf8.count
+            + event.data.count + event.metadata.count
+    }
+
+    /// Writes the record into `out`, which has exactly `encodedSize` bytes.
+    static func encode(into out: UnsafeMutableRawBufferPointer, stream: String, revision: UInt64,
+                       recordedAt: Int64, event: ProposedEvent) {
+        var stream = stream
+        var type = event.type
+        var contentType = event.contentType
+        let streamCount = stream.utf8.count
+        let typeCount = type.utf8.count
+        let contentTypeCount = contentType.utf8.count
+        out.storeBytes(of: format, toByteOffset: 0, as: UInt8.self)
+        out.storeBytes(of: 0, toByteOffset: 1, as: UInt8.self)
+        out.storeBytes(of: UInt16(streamCount).littleEndian, toByteOffset: 2, as: UInt16.self)
+        out.storeBytes(of: UInt16(typeCount).littleEndian, toByteOffset: 4, as: UInt16.self)
+        out.storeBytes(of: UInt16(contentTypeCount).littleEndian, toByteOffset: 6, as: UInt16.self)
+        out.storeBytes(of: UInt32(event.data.count).littleEndian, toByteOffset: 8, as: UInt32.self)
+        out.storeBytes(of: UInt32(event.metadata.count).littleEndian, toByteOffset: 12, as: UInt32.self)
+        withUnsafeBytes(of: event.id.uuid) { out.baseAddress!.advanced(by: 16).copyMemory(from: $0.baseAddress!, byteCount: 16) }
+        out.storeBytes(of: revision.littleEndian, toByteOffset: 32, as: UInt64.self)
+        out.storeBytes(of: recordedAt.littleEndian, toByteOffset: 40, as: Int64.self)
+        var offset = headerSize
+        func put(_ bytes: UnsafeRawBufferPointer) {
+            if let base = bytes.baseAddress, bytes.count > 0 {
+                out.baseAddress!.advanced(by: offset).copyMemory(from: base, byteCount: bytes.count)
+            }
+            offset += bytes.count
+        }
+        stream.withUTF8 { put(UnsafeRawBufferPointer($0)) }
+        type.withUTF8 { put(UnsafeRawBufferPointer($0)) }
+        contentType.withUTF8 { put(UnsafeRawBufferPointer($0)) }
+        event.data.withUnsafeBytes { put($0) }
+        event.metadata.withUnsafeBytes { put($0) }
+    }
+
+    /// Checks that a stored buffer is a complete format-1 record.
+    static func isValid(_ buffer: UnsafeRawBufferPointer) -> Bool {
+        guard buffer.count >= headerSize, buffer[0] == format else { return false }
+        return buffer.count == headerSize + variableLength(buffer)
+    }
+
+    @inline(__always)
+    static func variableLength(_ buffer: UnsafeRawBufferPointer) -> Int {
+        Int(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+            + Int(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+            + Int(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 6, as: UInt16.self)))
+            + Int(UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+            + Int(UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+    }
+
+    @inline(__always)
+    static func streamName(_ buffer: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        let count = Int(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        return UnsafeRawBufferPointer(rebasing: buffer[headerSize ..< headerSize + count])
+    }
+
+    @inline(__always)
+    static func eventType(_ buffer: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        let streamCount = Int(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        let typeCount = Int(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+        let start = headerSize + streamCount
+        return UnsafeRawBufferPointer(rebasing: buffer[start ..< start + typeCount])
+    }
+
+    @inline(__always)
+    static func revision(_ buffer: UnsafeRawBufferPointer) -> UInt64 {
+        UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: 32, as: UInt64.self))
+    }
+
+    @inline(__always)
+    static func recordedAt(_ buffer: UnsafeRawBufferPointer) -> Int64 {
+        Int64(littleEndian: buffer.loadUnaligned(fromByteOffset: 40, as: Int64.self))
+    }
+}
+
+/// An event as stored: its record copied out of the map once, with fields
+/// decoded from that copy when they are read. Reading `$all` therefore costs
+/// one allocation per event, whatever the caller touches.
+public struct RecordedEvent: Sendable, Hashable {
+    /// The global position in the tenant's log (gapless, from 1).
+    public let position: UInt64
+    /// The stored record (see `EventRecord`).
+    let record: Data
+
+    /// Copies a borrowed record; the caller has checked it with `EventRecord.isValid`.
+    init(position: UInt64, borrowing buffer: UnsafeRawBufferPointer) {
+        self.position = position
+        self.record = Data(buffer)
+    }
+
+    private func field<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        record.withUnsafeBytes(body)
+    }
+
+    private func u16(_ offset: Int) -> Int {
+        field { Int(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt16.self))) }
+    }
+
+    private func u32(_ offset: Int) -> Int {
+        field { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self))) }
+    }
+
+    private func string(at start: Int, count: Int) -> String {
+        field { String(decoding: UnsafeRawBufferPointer(rebasing: $0[start ..< start + count]), as: UTF8.self) }
+    }
+
+    public var id: UUID {
+        field { bytes in
+            var uuid: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            withUnsafeMutableBytes(of: &uuid) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[16 ..< 32])) }
+            return UUID(uuid: uuid)
+        }
+    }
+
+    public var revision: UInt64 { field { EventRecord.revision($0) } }
+    /// Commit time, nanoseconds since the Unix epoch (server clock).
+    public var recordedAt: Int64 { field { EventRecord.recordedAt($0) } }
+
+    public var stream: String { string(at: EventRecord.headerSize, count: u16(2)) }
+    public var type: String { string(at: EventRecord.headerSize + u16(2), count: u16(4)) }
+    public var contentType: String { string(at: EventRecord.headerSize + u16(2) + u16(4), count: u16(6)) }
+
+    public var data: Data {
+        let start = EventRecord.headerSize + u16(2) + u16(4) + u16(6)
+        return record.subdata(in: start ..< start + u32(8))
+    }
+
+    public var metadata: Data {
+        let start = EventRecord.headerSize + u16(2) + u16(4) + u16(6) + u32(8)
+        return record.subdata(in: start ..< start + u32(12))
+    }
+}

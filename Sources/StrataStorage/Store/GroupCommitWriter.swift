@@ -1,0 +1,189 @@
+import CLMDB
+import Foundation
+
+/// The one writer of a tenant. Appends from any number of threads queue here;
+/// a dedicated thread takes everything queued (up to `maxBatchEvents`),
+/// commits it in one LMDB write transaction — one fsync for all of it — and
+/// then answers each caller with its own outcome.
+///
+/// Ownership: `queue` and `state` are guarded by `condition`. `counters` and
+/// the LMDB write transaction belong to the writer thread alone (an LMDB write
+/// transaction must stay on one thread from begin to commit).
+final class GroupCommitWriter: @unchecked Sendable {
+    private enum State { case running, draining, stopped }
+
+    private let env: Environment
+    private let dbs: TenantDatabases
+    private let tenant: String
+    private let maxBatchEvents: Int
+    private let flushInterval: Duration
+    private let readerCheckInterval: Duration
+
+    private let condition = NSCondition()
+    private var queue: [PendingWrite] = []
+    private var state = State.running
+    private let stopped = DispatchSemaphore(value: 0)
+
+    // Writer thread only.
+    private var counters: WriterCounters
+
+    /// Committed batches and the events in them, for benchmarks and metrics.
+    private let statsLock = NSLock()
+    private var committedBatches = 0
+    private var committedOperations = 0
+
+    init(env: Environment, dbs: TenantDatabases, tenant: String, maxBatchEvents: Int,
+         flushInterval: Duration, readerCheckInterval: Duration) throws {
+        self.env = env
+        self.dbs = dbs
+        self.tenant = tenant
+        self.maxBatchEvents = maxBatchEvents
+        self.flushInterval = flushInterval
+        self.readerCheckInterval = readerCheckInterval
+        self.counters = try Self.recoverCounters(env: env, dbs: dbs)
+        let thread = Thread { [self] in self.run() }
+        thread.name = "strata-writer-\(tenant)"
+        thread.start()
+    }
+
+    /// Reads where the log, the stream numbers and the clock stand.
+    private static func recoverCounters(env: Environment, dbs: TenantDatabases) throws -> WriterCounters {
+        try env.read { txn in
+            let head = try txn.withCursor(dbs.log) { try $0.last().map { Keys.decodeUInt64BE($0.key) } } ?? 0
+            let lastTime = try txn.withCursor(dbs.timeIndex) { try $0.last().map { Keys.decodeUInt64BE($0.key) } } ?? 0
+            let nextStream = try TenantDatabases.nextStreamNumberKey.withUnsafeBytes {
+                try txn.borrowValue(dbs.meta, key: $0).map { Keys.decodeUInt64LE($0) }
+            } ?? 1
+            return WriterCounters(nextPosition: head + 1, nextStreamNumber: nextStream,
+                                  clock: CommitClock(last: Int64(lastTime)))
+        }
+    }
+
+    /// Queues an operation. `complete` is called exactly once, on the writer
+    /// thread, after the commit (or with `.closed` if the writer has stopped).
+    func submit(_ write: PendingWrite) {
+        condition.lock()
+        guard state == .running else {
+            condition.unlock()
+            write.complete(.failure(.closed(tenant: tenant)))
+            return
+        }
+        queue.append(write)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Finishes everything queued, then stops the thread. Blocks until done.
+    func stop() {
+        condition.lock()
+        let wasRunning = state == .running
+        if wasRunning { state = .draining }
+        condition.signal()
+        condition.unlock()
+        if wasRunning { stopped.wait() }
+    }
+
+    var statistics: (batches: Int, operations: Int) {
+        statsLock.lock()
+        defer { statsLock.unlock() }
+        return (committedBatches, committedOperations)
+    }
+
+    // MARK: - Writer thread
+
+    private func run() {
+        var lastFlush = ContinuousClock.now
+        var lastReaderCheck = ContinuousClock.now
+        let relaxed = env.options.durability == .relaxed
+        while true {
+            condition.lock()
+            if queue.isEmpty && state == .running {
+                // Wake at least often enough for the periodic chores below.
+                let nap = relaxed ? min(flushInterval, readerCheckInterval) : readerCheckInterval
+                _ = condition.wait(until: Date(timeIntervalSinceNow: nap.seconds))
+            }
+            let batch = takeBatch()
+            let draining = state == .draining
+            condition.unlock()
+
+            if !batch.isEmpty { commit(batch) }
+
+            let now = ContinuousClock.now
+            if relaxed && (now - lastFlush >= flushInterval || (draining && batch.isEmpty)) {
+                try? env.sync(force: true)
+                lastFlush = now
+            }
+            if now - lastReaderCheck >= readerCheckInterval {
+                env.checkReaders()
+                lastReaderCheck = now
+            }
+            if draining && batch.isEmpty {
+                condition.lock()
+                state = .stopped
+                condition.unlock()
+                stopped.signal()
+                return
+            }
+        }
+    }
+
+    /// Takes queued operations up to `maxBatchEvents` events (always at least
+    /// one). Called with `condition` held.
+    private func takeBatch() -> [PendingWrite] {
+        guard !queue.isEmpty else { return [] }
+        var events = 0
+        var count = 0
+        for write in queue {
+            events += write.operation.eventCount
+            if count > 0 && events > maxBatchEvents { break }
+            count += 1
+        }
+        let batch = Array(queue.prefix(count))
+        queue.removeFirst(count)
+        return batch
+    }
+
+    /// Commits `batch` in one transaction and answers every caller. If LMDB
+    /// refuses the transaction because the map (or the transaction) is full,
+    /// the batch is retried one operation per transaction so that only the
+    /// operations that do not fit fail.
+    private func commit(_ batch: [PendingWrite]) {
+        let commitTime = counters.clock.next()
+        var work = WriteBatch(dbs: dbs, counters: counters, commitTime: commitTime)
+        do {
+            try env.write { txn in try work.run(batch, in: txn) }
+        } catch let error as LMDBError where error.code == MDB_MAP_FULL || error.code == MDB_TXN_FULL {
+            if batch.count > 1 {
+                for write in batch { commit([write]) }
+            } else {
+                let failure: StorageError = error.code == MDB_MAP_FULL
+                    ? .quotaExceeded(tenant: tenant, mapSize: env.options.mapSize) : .lmdb(error)
+                batch[0].complete(.failure(failure))
+            }
+            return
+        } catch let error as LMDBError {
+            for write in batch { write.complete(.failure(.lmdb(error))) }
+            return
+        } catch {
+            let failure = (error as? StorageError) ?? .lmdb(LMDBError(code: EIO, operation: "\(error)"))
+            for write in batch { write.complete(.failure(failure)) }
+            return
+        }
+        counters = work.counters
+        counters.clock.advance(to: commitTime)
+        statsLock.lock()
+        committedBatches += 1
+        committedOperations += batch.count
+        statsLock.unlock()
+        for (write, outcome) in zip(batch, work.outcomes) {
+            write.complete(outcome)
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, attoseconds) = components
+        return Double(s) + Double(attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+
+/// What the caller believes about a stream before appending to it: the same
+/// four kinds EventStoreDB offers.
+public enum ExpectedRevision: Sendable, Hashable, CustomStringConvertible {
+    /// Append whatever the stream's state (creates it, or recreates a deleted one).
+    case any
+    /// The stream must not exist (never written, or soft-deleted).
+    case noStream
+    /// The stream must exist and not be deleted.
+    case streamExists
+    /// The stream's current (last) revision must be exactly this.
+    case exact(UInt64)
+
+    public var description: String {
+        switch self {
+        case .any: "any"
+        case .noStream: "no stream"
+        case .streamExists: "stream exists"
+        case .exact(let revision): "revision \(revision)"
+        }
+    }
+}
+
+/// What a stream actually was when an expectation failed.
+public enum ActualRevision: Sendable, Hashable, CustomStringConvertible {
+    /// Never written.
+    case noStream
+    /// Soft-deleted; `lastRevision` is the revision of its last event.
+    case deleted(lastRevision: UInt64)
+    /// Exists with this current revision.
+    case revision(UInt64)
+
+    public var description: String {
+        switch self {
+        case .noStream: "no stream"
+        case .deleted(let last): "deleted (last revision \(last))"
+        case .revision(let revision): "revision \(revision)"
+        }
+    }
+}
+
+/// An event as the application proposes it, before the store assigns its
+/// revision, position and time.
+public struct ProposedEvent: Sendable, Hashable {
+    /// Unique within the tenant; re-sending the same id makes an append idempotent.
+    public var id: UUID
+    public var type: String
+    public var contentType: String
+    public var data: Data
+    public var metadata: Data
+
+    public init(id: UUID = UUID.timeOrdered(), type: String, contentType: String = "application/json",
+                data: Data, metadata: Data = Data()) {
+        self.id = id
+        self.type = type
+        self.contentType = contentType
+        self.data = data
+        self.metadata = metadata
+    }
+}
+
+/// Events to append to one stream under one expectation.
+public struct StreamWrite: Sendable, Hashable {
+    public var stream: String
+    public var expected: ExpectedRevision
+    public var events: [ProposedEvent]
+
+    public init(stream: String, expected: ExpectedRevision, events: [ProposedEvent]) {
+        self.stream = stream
+        self.expected = expected
+        self.events = events
+    }
+}
+
+/// The outcome of a successful append to one stream.
+public struct AppendResult: Sendable, Hashable {
+    public let stream: String
+    public let firstRevision: UInt64
+    /// The stream's current revision after the append.
+    public let lastRevision: UInt64
+    public let firstPosition: UInt64
+    public let lastPosition: UInt64
+    /// The commit time, nanoseconds since the Unix epoch (server clock).
+    public let recordedAt: Int64
+    /// True when the events were already stored by an earlier identical
+    /// append: nothing was written and this is the original result.
+    public let replayed: Bool
+}
+
+/// What a stream looks like now.
+public struct StreamInfo: Sendable, Hashable {
+    public let stream: String
+    /// The revision of the stream's last event (also when deleted).
+    public let lastRevision: UInt64
+    /// The first revision reads return (after a soft delete and re-creation
+    /// this is where the new incarnation starts).
+    public let firstVisibleRevision: UInt64
+    public let isDeleted: Bool
+    /// Nanoseconds since the Unix epoch.
+    public let createdAt: Int64
+    public let lastRecordedAt: Int64
+    /// When the stream was last soft-deleted, if ever.
+    public let deletedAt: Int64?
+}
+
+public enum ReadDirection: Sendable, Hashable {
+    case forwards
+    case backwards
+}
+
+/// Where a stream read starts.
+public enum StreamReadStart: Sendable, Hashable {
+    case start
+    case end
+    case revision(UInt64)
+}
+
+/// Where a `$all` read starts.
+public enum AllReadStart: Sendable, Hashable {
+    case start
+    case end
+    case position(UInt64)
+}
+
+/// Filters for `$all` reads. Matching is on exact bytes: a stream matches when
+/// its name starts with any of `streamPrefixes`; an event matches when its
+/// type is one of `eventTypes`. Empty means no filter of that kind.
+public struct EventFilter: Sendable, Hashable {
+    public var streamPrefixes: [String]
+    public var eventTypes: [String]
+
+    public init(streamPrefixes: [String] = [], eventTypes: [String] = []) {
+        self.streamPrefixes = streamPrefixes
+        self.eventTypes = eventTypes
+    }
+
+    public static let none = EventFilter()
+    public var isEmpty: Bool { streamPrefixes.isEmpty && eventTypes.isEmpty }
+}
+
+/// A page of a stream.
+public struct StreamSlice: Sendable {
+    public let events: [RecordedEvent]
+    /// The revision to continue from, or nil when the read reached the end
+    /// (in its direction).
+    public let nextRevision: UInt64?
+    /// The stream's current revision at the time of the read.
+    public let lastRevision: UInt64
+}
+
+/// A page of `$all`.
+public struct AllSlice: Sendable {
+    public let events: [RecordedEvent]
+    /// The position to continue from, or nil when the read reached the end.
+    /// With a filter this moves past skipped events too, so a caller never
+    /// rescans them.
+    public let nextPosition: UInt64?
+    /// The log's head position at the time of the read.
+    public let headPosition: UInt64
+}

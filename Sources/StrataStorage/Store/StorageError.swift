@@ -1,0 +1,64 @@
+import Foundation
+
+/// Everything the storage layer can refuse or fail with, carrying what a
+/// caller (and later a status code's details) needs.
+public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The stream was not in the expected state. Nothing was written.
+    case wrongExpectedRevision(stream: String, expected: ExpectedRevision, actual: ActualRevision)
+    case streamNotFound(stream: String)
+    /// The stream was soft-deleted; its events remain in `$all`.
+    case streamDeleted(stream: String)
+    case invalidStreamName(stream: String, reason: String)
+    case invalidEvent(stream: String, index: Int, reason: String)
+    /// An event's data plus metadata exceed the configured size.
+    case eventTooLarge(stream: String, index: Int, size: Int, limit: Int)
+    /// One append carried more events than the configured limit.
+    case tooManyEvents(count: Int, limit: Int)
+    /// The same event id appears twice in one append.
+    case duplicateEventID(id: UUID)
+    /// The event id is already stored, under a different stream or revision
+    /// than this append would give it.
+    case eventIDConflict(id: UUID, storedStream: String, storedRevision: UInt64)
+    /// A multi-stream append named the same stream twice.
+    case duplicateStream(stream: String)
+    /// The tenant's map is full (its size quota). Reads keep working.
+    case quotaExceeded(tenant: String, mapSize: Int)
+    case invalidTenantName(name: String, reason: String)
+    case tenantNotFound(name: String)
+    case tenantExists(name: String)
+    /// The data was written by a newer Strata; reading it could misread it.
+    case newerSchema(path: String, found: UInt32, supported: UInt32)
+    /// Stored bytes do not decode: a damaged file or a bug; never guessed at.
+    case corrupt(path: String, detail: String)
+    /// The store was closed while the call was queued or running.
+    case closed(tenant: String)
+    /// An LMDB call failed in a way no other case describes.
+    case lmdb(LMDBError)
+
+    public var description: String {
+        switch self {
+        case let .wrongExpectedRevision(stream, expected, actual):
+            "wrong expected revision on stream '\(stream)': expected \(expected), actual \(actual)"
+        case let .streamNotFound(stream): "stream '\(stream)' not found"
+        case let .streamDeleted(stream): "stream '\(stream)' is deleted"
+        case let .invalidStreamName(stream, reason): "invalid stream name '\(stream)': \(reason)"
+        case let .invalidEvent(stream, index, reason): "invalid event \(index) for stream '\(stream)': \(reason)"
+        case let .eventTooLarge(stream, index, size, limit):
+            "event \(index) for stream '\(stream)' is \(size) bytes; the limit is \(limit)"
+        case let .tooManyEvents(count, limit): "\(count) events in one append; the limit is \(limit)"
+        case let .duplicateEventID(id): "event id \(id) appears more than once in the append"
+        case let .eventIDConflict(id, stream, revision):
+            "event id \(id) is already stored as revision \(revision) of stream '\(stream)'"
+        case let .duplicateStream(stream): "stream '\(stream)' appears more than once in a multi-stream append"
+        case let .quotaExceeded(tenant, mapSize): "tenant '\(tenant)' is full (map size \(mapSize) bytes)"
+        case let .invalidTenantName(name, reason): "invalid tenant name '\(name)': \(reason)"
+        case let .tenantNotFound(name): "tenant '\(name)' not found"
+        case let .tenantExists(name): "tenant '\(name)' already exists"
+        case let .newerSchema(path, found, supported):
+            "\(path) has schema version \(found); this build reads up to \(supported)"
+        case let .corrupt(path, detail): "corrupt data in \(path): \(detail)"
+        case let .closed(tenant): "tenant '\(tenant)' store is closed"
+        case let .lmdb(error): "storage error: \(error)"
+        }
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+
+/// The named databases of one tenant's environment and the schema version
+/// check. Everything a tenant stores lives in these databases:
+///
+/// | database       | key                                  | value                              |
+/// |----------------|--------------------------------------|------------------------------------|
+/// | `meta`         | setting name (ASCII)                 | setting value                      |
+/// | `log`          | global position (u64 BE)             | event record (`EventRecord`)       |
+/// | `streams`      | stream name (UTF-8)                  | stream record (`StreamRecord`)     |
+/// | `stream-index` | stream number, revision (u64 BE ×2)  | global position (u64 LE)           |
+/// | `event-ids`    | event id (16 bytes)                  | global position (u64 LE)           |
+/// | `time-index`   | commit time, ns (u64 BE)             | first position of that commit (LE) |
+struct TenantDatabases: Sendable {
+    /// Version 1: the layout above.
+    static let schemaVersion: UInt32 = 1
+    static let schemaVersionKey = Array("schema-version".utf8)
+    static let nextStreamNumberKey = Array("next-stream-number".utf8)
+
+    let meta: Database
+    let log: Database
+    let streams: Database
+    let streamIndex: Database
+    let eventIDs: Database
+    let timeIndex: Database
+
+    /// Opens (creating on first use) every database and checks the schema
+    /// version: a newer version than this build knows is refused before
+    /// anything is read or written.
+    static func open(in env: Environment) throws -> TenantDatabases {
+        try env.write { txn in
+            let meta = try txn.openDatabase("meta", flags: .create)
+            if let stored = try schemaVersionKey.withUnsafeBytes({ try txn.borrowValue(meta, key: $0) }) {
+                guard stored.count == 4 else {
+                    throw StorageError.corrupt(path: env.path, detail: "schema version has \(stored.count) bytes")
+                }
+                let version = UInt32(littleEndian: stored.loadUnaligned(as: UInt32.self))
+                if version > schemaVersion {
+                    throw StorageError.newerSchema(path: env.path, found: version, supported: schemaVersion)
+                }
+            } else {
+                try schemaVersionKey.withUnsafeBytes { key in
+                    try withUnsafeBytes(of: schemaVersion.littleEndian) { try txn.put(meta, key: key, value: $0) }
+                }
+            }
+            return TenantDatabases(
+                meta: meta,
+                log: try txn.openDatabase("log", flags: .create),
+                streams: try txn.openDatabase("streams", flags: .create),
+                streamIndex: try txn.openDatabase("stream-index", flags: .create),
+                eventIDs: try txn.openDatabase("event-ids", flags: .create),
+                timeIndex: try txn.openDatabase("time-index", flags: .create)
+            )
+        }
+    }
+}
+
+/// Reads the schema version stored in an environment, for tools and tests.
+extension EventStore {
+    public static var supportedSchemaVersion: UInt32 { TenantDatabases.schemaVersion }
+}

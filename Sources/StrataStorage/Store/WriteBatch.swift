@@ -1,0 +1,254 @@
+import CLMDB
+import Foundation
+
+/// The writer's counters that survive between batches. Owned by the writer
+/// thread; a batch works on a copy and the copy replaces this only after its
+/// transaction has committed, so a failed commit consumes no position.
+struct WriterCounters {
+    var nextPosition: UInt64
+    var nextStreamNumber: UInt64
+    var clock: CommitClock
+}
+
+/// Applies one batch of queued operations inside one write transaction.
+///
+/// Every operation is checked completely (expectations, idempotency) before it
+/// writes anything, and the transaction sees its own earlier writes, so each
+/// operation is checked against the state the operations before it left. An
+/// operation that fails its checks is answered with its error and writes
+/// nothing; the others in the batch still commit. Only an LMDB failure
+/// (map full, I/O) aborts the whole transaction.
+struct WriteBatch {
+    let dbs: TenantDatabases
+    let commitTime: Int64
+    var counters: WriterCounters
+    var outcomes: [Result<WriteOutcome, StorageError>] = []
+    /// The first position written by this batch, if it wrote any event.
+    var firstPosition: UInt64?
+
+    init(dbs: TenantDatabases, counters: WriterCounters, commitTime: Int64) {
+        self.dbs = dbs
+        self.counters = counters
+        self.commitTime = commitTime
+    }
+
+    /// Runs every operation; throws only LMDB errors, which abort the batch.
+    mutating func run(_ operations: [PendingWrite], in txn: borrowing WriteTransaction) throws {
+        for pending in operations {
+            do {
+                switch pending.operation {
+                case .append(let writes):
+                    outcomes.append(.success(.appended(try append(writes, in: txn))))
+                case let .delete(stream, expected):
+                    try delete(stream, expected: expected, in: txn)
+                    outcomes.append(.success(.deleted))
+                }
+            } catch let error as StorageError {
+                outcomes.append(.failure(error))
+            }
+        }
+        if let firstPosition {
+            try Keys.withTime(commitTime) { key in
+                try Keys.withPositionValue(firstPosition) { try txn.put(dbs.timeIndex, key: key, value: $0, flags: .append) }
+            }
+        }
+    }
+
+    // MARK: - Append
+
+    /// The plan for one stream of an append, made before anything is written.
+    private enum Plan {
+        case write(record: StreamRecord, isNew: Bool)
+        case replay(AppendResult)
+    }
+
+    private mutating func append(_ writes: [StreamWrite], in txn: borrowing WriteTransaction) throws -> [AppendResult] {
+        var plans: [Plan] = []
+        plans.reserveCapacity(writes.count)
+        for write in writes {
+            plans.append(try plan(write, in: txn))
+        }
+        var results: [AppendResult] = []
+        results.reserveCapacity(writes.count)
+        for (write, plan) in zip(writes, plans) {
+            switch plan {
+            case .replay(let result):
+                results.append(result)
+            case let .write(record, isNew):
+                results.append(try apply(write, to: record, isNew: isNew, in: txn))
+            }
+        }
+        return results
+    }
+
+    private func loadStream(_ name: String, in txn: borrowing WriteTransaction) throws -> StreamRecord? {
+        var name = name
+        let stored = try name.withUTF8 { try txn.borrowValue(dbs.streams, key: UnsafeRawBufferPointer($0)) }
+        guard let stored else { return nil }
+        guard let record = StreamRecord(decoding: stored) else {
+            throw StorageError.corrupt(path: "streams", detail: "stream record of '\(name)' does not decode")
+        }
+        return record
+    }
+
+    private func storedPosition(of id: UUID, in txn: borrowing WriteTransaction) throws -> UInt64? {
+        try withUnsafeBytes(of: id.uuid) { key in
+            try txn.borrowValue(dbs.eventIDs, key: key).map { Keys.decodeUInt64LE($0) }
+        }
+    }
+
+    private mutating func plan(_ write: StreamWrite, in txn: borrowing WriteTransaction) throws -> Plan {
+        let existing = try loadStream(write.stream, in: txn)
+        // Idempotency: an append whose first id is stored is a retry, and is
+        // answered from what is stored, or refused if it does not match.
+        if let firstID = write.events.first?.id, let position = try storedPosition(of: firstID, in: txn) {
+            return .replay(try replayResult(write, firstPosition: position, record: existing, in: txn))
+        }
+        for event in write.events.dropFirst() {
+            if let position = try storedPosition(of: event.id, in: txn) {
+                let (stream, revision) = try storedIdentity(at: position, in: txn)
+                throw StorageError.eventIDConflict(id: event.id, storedStream: stream, storedRevision: revision)
+            }
+        }
+        let actual = existing?.actual ?? .noStream
+        let satisfied: Bool = switch (write.expected, actual) {
+        case (.any, _): true
+        case (.noStream, .noStream), (.noStream, .deleted): true
+        case (.streamExists, .revision): true
+        case let (.exact(expected), .revision(current)): expected == current
+        default: false
+        }
+        guard satisfied else {
+            throw StorageError.wrongExpectedRevision(stream: write.stream, expected: write.expected, actual: actual)
+        }
+        if let existing { return .write(record: existing, isNew: false) }
+        let record = StreamRecord(number: counters.nextStreamNumber, createdAt: commitTime)
+        counters.nextStreamNumber += 1
+        return .write(record: record, isNew: true)
+    }
+
+    /// The stream name and revision of the event stored at `position`.
+    private func storedIdentity(at position: UInt64, in txn: borrowing WriteTransaction) throws -> (String, UInt64) {
+        let record = try Keys.withPosition(position) { try txn.borrowValue(dbs.log, key: $0) }
+        guard let record, EventRecord.isValid(record) else {
+            throw StorageError.corrupt(path: "log", detail: "event-id index points at position \(position), which does not decode")
+        }
+        return (String(decoding: EventRecord.streamName(record), as: UTF8.self), EventRecord.revision(record))
+    }
+
+    /// Checks that every event of `write` is stored, in order, at consecutive
+    /// revisions of the same stream, consistently with the expectation; then
+    /// returns the original result.
+    private func replayResult(_ write: StreamWrite, firstPosition: UInt64, record: StreamRecord?,
+                              in txn: borrowing WriteTransaction) throws -> AppendResult {
+        var positions: [UInt64] = []
+        var firstRevision: UInt64 = 0
+        var recordedAt: Int64 = 0
+        for (index, event) in write.events.enumerated() {
+            let position = index == 0 ? firstPosition : try storedPosition(of: event.id, in: txn)
+            guard let position else {
+                // Some ids stored, some not: not a retry of one append.
+                let (stream, revision) = try storedIdentity(at: firstPosition, in: txn)
+                throw StorageError.eventIDConflict(id: write.events[0].id, storedStream: stream, storedRevision: revision)
+            }
+            let stored = try Keys.withPosition(position) { try txn.borrowValue(dbs.log, key: $0) }
+            guard let stored, EventRecord.isValid(stored) else {
+                throw StorageError.corrupt(path: "log", detail: "event-id index points at position \(position), which does not decode")
+            }
+            let stream = String(decoding: EventRecord.streamName(stored), as: UTF8.self)
+            let revision = EventRecord.revision(stored)
+            if index == 0 {
+                firstRevision = revision
+                recordedAt = EventRecord.recordedAt(stored)
+            }
+            guard stream == write.stream, revision == firstRevision + UInt64(index) else {
+                throw StorageError.eventIDConflict(id: event.id, storedStream: stream, storedRevision: revision)
+            }
+            positions.append(position)
+        }
+        let consistent: Bool = switch write.expected {
+        case .any, .streamExists: true
+        case .noStream: firstRevision == 0 || firstRevision == record?.firstVisibleRevision
+        case .exact(let expected): expected &+ 1 == firstRevision
+        }
+        guard consistent else {
+            throw StorageError.eventIDConflict(id: write.events[0].id, storedStream: write.stream, storedRevision: firstRevision)
+        }
+        return AppendResult(stream: write.stream, firstRevision: firstRevision,
+                            lastRevision: firstRevision + UInt64(write.events.count - 1),
+                            firstPosition: positions[0], lastPosition: positions[positions.count - 1],
+                            recordedAt: recordedAt, replayed: true)
+    }
+
+    private mutating func apply(_ write: StreamWrite, to record: StreamRecord, isNew: Bool,
+                                in txn: borrowing WriteTransaction) throws -> AppendResult {
+        var record = record
+        if record.isDeleted {
+            // Re-creation after a soft delete: revisions continue (they are
+            // never reused), reads start at the new incarnation.
+            record.isDeleted = false
+            record.firstVisibleRevision = record.nextRevision
+        }
+        let firstRevision = record.nextRevision
+        let firstPosition = counters.nextPosition
+        for event in write.events {
+            let position = counters.nextPosition
+            let revision = record.nextRevision
+            let size = EventRecord.encodedSize(streamBytes: write.stream.utf8.count, event: event)
+            try Keys.withPosition(position) { key in
+                try txn.put(dbs.log, key: key, reserving: size, flags: .append) { out in
+                    EventRecord.encode(into: out, stream: write.stream, revision: revision, recordedAt: commitTime, event: event)
+                }
+            }
+            try Keys.withStreamRevision(record.number, revision) { key in
+                try Keys.withPositionValue(position) { try txn.put(dbs.streamIndex, key: key, value: $0) }
+            }
+            try withUnsafeBytes(of: event.id.uuid) { key in
+                try Keys.withPositionValue(position) { try txn.put(dbs.eventIDs, key: key, value: $0, flags: .noOverwrite) }
+            }
+            counters.nextPosition += 1
+            record.nextRevision += 1
+        }
+        record.lastRecordedAt = commitTime
+        var name = write.stream
+        try name.withUTF8 { key in
+            try record.withEncoded { try txn.put(dbs.streams, key: UnsafeRawBufferPointer(key), value: $0) }
+        }
+        if isNew {
+            try TenantDatabases.nextStreamNumberKey.withUnsafeBytes { key in
+                try withUnsafeBytes(of: counters.nextStreamNumber.littleEndian) { try txn.put(dbs.meta, key: key, value: $0) }
+            }
+        }
+        if self.firstPosition == nil { self.firstPosition = firstPosition }
+        return AppendResult(stream: write.stream, firstRevision: firstRevision, lastRevision: record.nextRevision - 1,
+                            firstPosition: firstPosition, lastPosition: counters.nextPosition - 1,
+                            recordedAt: commitTime, replayed: false)
+    }
+
+    // MARK: - Delete
+
+    private func delete(_ stream: String, expected: ExpectedRevision, in txn: borrowing WriteTransaction) throws {
+        guard var record = try loadStream(stream, in: txn), record.nextRevision > 0 else {
+            throw StorageError.streamNotFound(stream: stream)
+        }
+        let actual = record.actual
+        switch (expected, actual) {
+        case (.any, .deleted):
+            return  // already deleted: a retried delete succeeds and changes nothing
+        case (.any, .revision), (.streamExists, .revision):
+            break
+        case let (.exact(revision), .revision(current)) where revision == current:
+            break
+        case (_, .deleted):
+            throw StorageError.streamDeleted(stream: stream)
+        default:
+            throw StorageError.wrongExpectedRevision(stream: stream, expected: expected, actual: actual)
+        }
+        record.isDeleted = true
+        record.deletedAt = commitTime
+        var name = stream
+        try name.withUTF8 { key in
+            try record.withEncoded { try txn.put(dbs.streams, key: UnsafeRawBufferPointer(key), value: $0) }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+/// A unit of work queued to a tenant's writer.
+enum WriteOperation: Sendable {
+    /// Appends to one or more streams, atomically (all or nothing).
+    case append([StreamWrite])
+    /// Soft-deletes a stream.
+    case delete(stream: String, expected: ExpectedRevision)
+
+    var eventCount: Int {
+        switch self {
+        case .append(let writes): writes.reduce(0) { $0 + $1.events.count }
+        case .delete: 0
+        }
+    }
+}
+
+/// What a successful write operation returns.
+enum WriteOutcome: Sendable {
+    case appended([AppendResult])
+    case deleted
+}
+
+/// A queued operation and the callback that receives its outcome. The callback
+/// runs on the writer thread right after the commit: it must be quick and must
+/// not block (resume a continuation, signal a semaphore, enqueue a response).
+struct PendingWrite: Sendable {
+    let operation: WriteOperation
+    let complete: @Sendable (Result<WriteOutcome, StorageError>) -> Void
+}

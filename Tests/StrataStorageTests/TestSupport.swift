@@ -1,0 +1,73 @@
+import Foundation
+@testable import StrataStorage
+
+/// A fresh directory per test, removed when the value is dropped.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init() {
+        path = (NSTemporaryDirectory() as NSString).appendingPathComponent("strata-test-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func sub(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// An open store in its own directory; closes and removes everything on deinit.
+final class TestStore: Sendable {
+    let directory = TemporaryDirectory()
+    let store: EventStore
+
+    init(options: EventStoreOptions = TestStore.defaultOptions) throws {
+        store = try EventStore(path: directory.sub("tenant"), tenant: "test", options: options)
+    }
+
+    static var defaultOptions: EventStoreOptions {
+        var options = EventStoreOptions()
+        options.mapSize = 256 << 20
+        return options
+    }
+
+    /// Reopens the same directory (after closing this store).
+    func reopen(options: EventStoreOptions = TestStore.defaultOptions) throws -> EventStore {
+        store.close()
+        return try EventStore(path: directory.sub("tenant"), tenant: "test", options: options)
+    }
+
+    deinit { store.close() }
+}
+
+func event(_ type: String = "Happened", _ body: String = "{}", id: UUID = UUID.timeOrdered()) -> ProposedEvent {
+    ProposedEvent(id: id, type: type, data: Data(body.utf8))
+}
+
+func events(_ count: Int, type: String = "Happened") -> [ProposedEvent] {
+    (0..<count).map { event(type, "{\"n\":\($0)}") }
+}
+
+/// A small deterministic generator so property tests replay by seed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Every event in `$all`, in order.
+func allEvents(_ store: EventStore) throws -> [RecordedEvent] {
+    var result: [RecordedEvent] = []
+    var next: UInt64? = 1
+    while let position = next {
+        let slice = try store.readAll(from: .position(position), maxCount: 500)
+        result += slice.events
+        next = slice.nextPosition
+    }
+    return result
+}
