@@ -90,4 +90,48 @@ struct IdempotencyTests {
         #expect(retried.map(\.lastPosition) == original.map(\.lastPosition))
         #expect(try store.headPosition() == 3)
     }
+
+    @Test("concurrent appends that share a later event id: one lands, the others get the conflict, nothing else is lost")
+    func concurrentSharedID() async throws {
+        let fixture = try TestStore()
+        let store = fixture.store
+        for round in 0..<20 {
+            let shared = event("Shared")
+            let outcomes = await withTaskGroup(of: Result<AppendResult, StorageError>.self) { group in
+                for writer in 0..<6 {
+                    group.addTask {
+                        do {
+                            return .success(try await store.append(to: "r\(round)-w\(writer)", expected: .noStream,
+                                                                   events: [event("Own"), shared]))
+                        } catch {
+                            return .failure((error as? StorageError) ?? .closed(tenant: "unexpected \(error)"))
+                        }
+                    }
+                }
+                // Unrelated appends in the same batches must be unaffected.
+                for bystander in 0..<4 {
+                    group.addTask {
+                        do {
+                            return .success(try await store.append(to: "bystander-\(bystander)", expected: .any, events: events(1)))
+                        } catch {
+                            return .failure((error as? StorageError) ?? .closed(tenant: "unexpected \(error)"))
+                        }
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            let winners = outcomes.compactMap { try? $0.get() }.filter { $0.stream.hasPrefix("r\(round)-") }
+            #expect(winners.count == 1)
+            let winner = try #require(winners.first)
+            for case .failure(let error) in outcomes {
+                #expect(error == .eventIDConflict(id: shared.id, storedStream: winner.stream, storedRevision: 1))
+            }
+            let bystanders = outcomes.compactMap { try? $0.get() }.filter { $0.stream.hasPrefix("bystander") }
+            #expect(bystanders.count == 4)
+        }
+        let all = try allEvents(store)
+        #expect(all.count == 120)
+        let positions: [UInt64] = all.map { $0.position }
+        #expect(positions == Array(1...UInt64(120)))
+    }
 }

@@ -21,7 +21,7 @@ struct LMDBWrapperTests {
         let directory = TemporaryDirectory()
         let env = try Environment(path: directory.path, options: EnvironmentOptions(mapSize: 1 << 20))
         defer { env.close() }
-        let db = try env.openDatabase("kv", flags: .create)
+        let db = try env.openDatabase("kv", flags: [.create, .integerKey])
         try env.write { txn in
             try Keys.withPosition(1) { key in try Array("kept".utf8).withUnsafeBytes { try txn.put(db, key: key, value: $0) } }
         }
@@ -51,7 +51,7 @@ struct LMDBWrapperTests {
         let directory = TemporaryDirectory()
         let env = try Environment(path: directory.path, options: EnvironmentOptions(mapSize: 1 << 20))
         defer { env.close() }
-        let db = try env.openDatabase("kv", flags: .create)
+        let db = try env.openDatabase("kv", flags: [.create, .integerKey])
         try env.write { txn in
             for key: UInt64 in [10, 20, 30] {
                 try Keys.withPosition(key) { k in try Keys.withPositionValue(key) { try txn.put(db, key: k, value: $0, flags: .append) } }
@@ -60,13 +60,13 @@ struct LMDBWrapperTests {
         try env.read { txn in
             try txn.withCursor(db) { cursor in
                 let after = try Keys.withPosition(15) { try cursor.seek(atOrAfter: $0) }
-                #expect(after.map { Keys.decodeUInt64BE($0.key) } == 20)
+                #expect(after.map { Keys.decodeIntegerKey($0.key) } == 20)
                 let before = try Keys.withPosition(25) { try cursor.seek(atOrBefore: $0) }
-                #expect(before.map { Keys.decodeUInt64BE($0.key) } == 20)
+                #expect(before.map { Keys.decodeIntegerKey($0.key) } == 20)
                 let exact = try Keys.withPosition(30) { try cursor.seek(atOrBefore: $0) }
-                #expect(exact.map { Keys.decodeUInt64BE($0.key) } == 30)
+                #expect(exact.map { Keys.decodeIntegerKey($0.key) } == 30)
                 let beyond = try Keys.withPosition(99) { try cursor.seek(atOrBefore: $0) }
-                #expect(beyond.map { Keys.decodeUInt64BE($0.key) } == 30)
+                #expect(beyond.map { Keys.decodeIntegerKey($0.key) } == 30)
                 let none = try Keys.withPosition(31) { try cursor.seek(atOrAfter: $0) }
                 #expect(none == nil)
             }
@@ -78,7 +78,7 @@ struct LMDBWrapperTests {
         let directory = TemporaryDirectory()
         let env = try Environment(path: directory.path, options: EnvironmentOptions(mapSize: 1 << 20))
         defer { env.close() }
-        let db = try env.openDatabase("log", flags: .create)
+        let db = try env.openDatabase("log", flags: [.create, .integerKey])
         #expect {
             try env.write { txn in
                 try Keys.withPosition(5) { k in try Keys.withPositionValue(5) { try txn.put(db, key: k, value: $0, flags: .append) } }
@@ -92,7 +92,7 @@ struct LMDBWrapperTests {
         let directory = TemporaryDirectory()
         let env = try Environment(path: directory.path, options: EnvironmentOptions(mapSize: 64 << 10))
         defer { env.close() }
-        let db = try env.openDatabase("kv", flags: .create)
+        let db = try env.openDatabase("kv", flags: [.create, .integerKey])
         let big = [UInt8](repeating: 7, count: 4000)
         var stored: UInt64 = 0
         var failure: LMDBError?

@@ -80,7 +80,7 @@ struct PersistenceTests {
         fixture.store.close()
         let env = try Environment(path: fixture.directory.sub("tenant"), options: EnvironmentOptions(mapSize: 256 << 20))
         defer { env.close() }
-        let log = try env.openDatabase("log")
+        let log = try env.openDatabase("log", flags: .integerKey)
         let entries = try env.read { txn in try txn.statistics(log).ms_entries }
         #expect(entries == 3)
     }

@@ -6,6 +6,8 @@ public struct DatabaseFlags: OptionSet, Sendable {
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     public static let create = DatabaseFlags(rawValue: UInt32(MDB_CREATE))
+    /// Keys are native unsigned integers (here always 64-bit), compared as numbers.
+    public static let integerKey = DatabaseFlags(rawValue: UInt32(MDB_INTEGERKEY))
 }
 
 /// Flags for a put.

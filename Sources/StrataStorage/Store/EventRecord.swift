@@ -18,36 +18,46 @@ enum EventRecord {
     }
 
     /// Writes the record into `out`, which has exactly `encodedSize` bytes.
+    /// Straight-line stores and copies: this runs once per event on the
+    /// writer thread, inside the write transaction.
+    @inline(__always)
     static func encode(into out: UnsafeMutableRawBufferPointer, stream: String, revision: UInt64,
                        recordedAt: Int64, event: ProposedEvent) {
-        var stream = stream
-        var type = event.type
-        var contentType = event.contentType
+        guard let base = out.baseAddress else { return }
         let streamCount = stream.utf8.count
-        let typeCount = type.utf8.count
-        let contentTypeCount = contentType.utf8.count
-        out.storeBytes(of: format, toByteOffset: 0, as: UInt8.self)
-        out.storeBytes(of: 0, toByteOffset: 1, as: UInt8.self)
-        out.storeBytes(of: UInt16(streamCount).littleEndian, toByteOffset: 2, as: UInt16.self)
-        out.storeBytes(of: UInt16(typeCount).littleEndian, toByteOffset: 4, as: UInt16.self)
-        out.storeBytes(of: UInt16(contentTypeCount).littleEndian, toByteOffset: 6, as: UInt16.self)
-        out.storeBytes(of: UInt32(event.data.count).littleEndian, toByteOffset: 8, as: UInt32.self)
-        out.storeBytes(of: UInt32(event.metadata.count).littleEndian, toByteOffset: 12, as: UInt32.self)
-        withUnsafeBytes(of: event.id.uuid) { out.baseAddress!.advanced(by: 16).copyMemory(from: $0.baseAddress!, byteCount: 16) }
-        out.storeBytes(of: revision.littleEndian, toByteOffset: 32, as: UInt64.self)
-        out.storeBytes(of: recordedAt.littleEndian, toByteOffset: 40, as: Int64.self)
-        var offset = headerSize
-        func put(_ bytes: UnsafeRawBufferPointer) {
-            if let base = bytes.baseAddress, bytes.count > 0 {
-                out.baseAddress!.advanced(by: offset).copyMemory(from: base, byteCount: bytes.count)
-            }
-            offset += bytes.count
+        let typeCount = event.type.utf8.count
+        let contentTypeCount = event.contentType.utf8.count
+        base.storeBytes(of: format, toByteOffset: 0, as: UInt8.self)
+        base.storeBytes(of: 0, toByteOffset: 1, as: UInt8.self)
+        base.storeBytes(of: UInt16(streamCount).littleEndian, toByteOffset: 2, as: UInt16.self)
+        base.storeBytes(of: UInt16(typeCount).littleEndian, toByteOffset: 4, as: UInt16.self)
+        base.storeBytes(of: UInt16(contentTypeCount).littleEndian, toByteOffset: 6, as: UInt16.self)
+        base.storeBytes(of: UInt32(event.data.count).littleEndian, toByteOffset: 8, as: UInt32.self)
+        base.storeBytes(of: UInt32(event.metadata.count).littleEndian, toByteOffset: 12, as: UInt32.self)
+        base.storeBytes(of: event.id.uuid, toByteOffset: 16, as: uuid_t.self)
+        base.storeBytes(of: revision.littleEndian, toByteOffset: 32, as: UInt64.self)
+        base.storeBytes(of: recordedAt.littleEndian, toByteOffset: 40, as: Int64.self)
+        let typeOffset = headerSize + streamCount
+        let contentTypeOffset = typeOffset + typeCount
+        let dataOffset = contentTypeOffset + contentTypeCount
+        let metadataOffset = dataOffset + event.data.count
+        copyUTF8(stream, to: base + headerSize)
+        copyUTF8(event.type, to: base + typeOffset)
+        copyUTF8(event.contentType, to: base + contentTypeOffset)
+        event.data.withUnsafeBytes { bytes in
+            if let source = bytes.baseAddress { (base + dataOffset).copyMemory(from: source, byteCount: bytes.count) }
         }
-        stream.withUTF8 { put(UnsafeRawBufferPointer($0)) }
-        type.withUTF8 { put(UnsafeRawBufferPointer($0)) }
-        contentType.withUTF8 { put(UnsafeRawBufferPointer($0)) }
-        event.data.withUnsafeBytes { put($0) }
-        event.metadata.withUnsafeBytes { put($0) }
+        event.metadata.withUnsafeBytes { bytes in
+            if let source = bytes.baseAddress { (base + metadataOffset).copyMemory(from: source, byteCount: bytes.count) }
+        }
+    }
+
+    @inline(__always)
+    private static func copyUTF8(_ string: String, to destination: UnsafeMutableRawPointer) {
+        var string = string
+        string.withUTF8 { bytes in
+            if let source = bytes.baseAddress { destination.copyMemory(from: source, byteCount: bytes.count) }
+        }
     }
 
     /// Checks that a stored buffer is a complete format-1 record.
@@ -90,19 +100,20 @@ enum EventRecord {
     }
 }
 
-/// An event as stored: its record copied out of the map once, with fields
-/// decoded from that copy when they are read. Reading `$all` therefore costs
-/// one allocation per event, whatever the caller touches.
+/// An event as stored: its record copied out of the map once (one
+/// allocation, an array), with fields decoded from that copy when they are
+/// read. Reading `$all` therefore costs one allocation per event, whatever the
+/// caller touches.
 public struct RecordedEvent: Sendable, Hashable {
     /// The global position in the tenant's log (gapless, from 1).
     public let position: UInt64
     /// The stored record (see `EventRecord`).
-    let record: Data
+    let record: [UInt8]
 
     /// Copies a borrowed record; the caller has checked it with `EventRecord.isValid`.
     init(position: UInt64, borrowing buffer: UnsafeRawBufferPointer) {
         self.position = position
-        self.record = Data(buffer)
+        self.record = [UInt8](buffer)
     }
 
     private func field<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
@@ -139,11 +150,11 @@ public struct RecordedEvent: Sendable, Hashable {
 
     public var data: Data {
         let start = EventRecord.headerSize + u16(2) + u16(4) + u16(6)
-        return record.subdata(in: start ..< start + u32(8))
+        return Data(record[start ..< start + u32(8)])
     }
 
     public var metadata: Data {
         let start = EventRecord.headerSize + u16(2) + u16(4) + u16(6) + u32(8)
-        return record.subdata(in: start ..< start + u32(12))
+        return Data(record[start ..< start + u32(12)])
     }
 }

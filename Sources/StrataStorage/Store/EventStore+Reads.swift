@@ -7,7 +7,7 @@ extension EventStore {
     }
 
     func lastPosition(in txn: borrowing ReadTransaction) throws -> UInt64 {
-        try txn.withCursor(dbs.log) { try $0.last().map { Keys.decodeUInt64BE($0.key) } } ?? 0
+        try txn.withCursor(dbs.log) { try $0.last().map { Keys.decodeIntegerKey($0.key) } } ?? 0
     }
 
     func loadStream(_ name: String, in txn: borrowing ReadTransaction) throws -> StreamRecord? {
@@ -122,13 +122,13 @@ extension EventStore {
                 if direction == .backwards, case .start = start {
                     // Backwards from the start is the first event alone.
                     if let first = entry, maxCount > 0, matcher.matches(first.value) {
-                        events.append(RecordedEvent(position: Keys.decodeUInt64BE(first.key), borrowing: first.value))
+                        events.append(RecordedEvent(position: Keys.decodeIntegerKey(first.key), borrowing: first.value))
                     }
                     exhausted = true
                     return
                 }
                 while let current = entry, events.count < maxCount, scanned < scanLimit {
-                    let position = Keys.decodeUInt64BE(current.key)
+                    let position = Keys.decodeIntegerKey(current.key)
                     guard EventRecord.isValid(current.value) else {
                         throw StorageError.corrupt(path: path, detail: "event at position \(position) does not decode")
                     }

@@ -54,8 +54,9 @@ public final class EventStore: Sendable {
         gate.close { env.close() }
     }
 
-    /// Group-commit counters: transactions committed and operations in them.
-    public var commitStatistics: (batches: Int, operations: Int) { writer.statistics }
+    /// Group-commit counters: transactions committed, operations in them, and
+    /// where the writer's time went.
+    public var commitStatistics: CommitStatistics { writer.statistics }
 
     /// Map size and bytes in use.
     public func usage() throws(StorageError) -> (mapSize: Int, usedBytes: Int) {

@@ -31,6 +31,8 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let statsLock = NSLock()
     private var committedBatches = 0
     private var committedOperations = 0
+    private var buildTime = Duration.zero
+    private var commitTime = Duration.zero
 
     init(env: Environment, dbs: TenantDatabases, tenant: String, maxBatchEvents: Int,
          flushInterval: Duration, readerCheckInterval: Duration) throws {
@@ -49,8 +51,8 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// Reads where the log, the stream numbers and the clock stand.
     private static func recoverCounters(env: Environment, dbs: TenantDatabases) throws -> WriterCounters {
         try env.read { txn in
-            let head = try txn.withCursor(dbs.log) { try $0.last().map { Keys.decodeUInt64BE($0.key) } } ?? 0
-            let lastTime = try txn.withCursor(dbs.timeIndex) { try $0.last().map { Keys.decodeUInt64BE($0.key) } } ?? 0
+            let head = try txn.withCursor(dbs.log) { try $0.last().map { Keys.decodeIntegerKey($0.key) } } ?? 0
+            let lastTime = try txn.withCursor(dbs.timeIndex) { try $0.last().map { Keys.decodeIntegerKey($0.key) } } ?? 0
             let nextStream = try TenantDatabases.nextStreamNumberKey.withUnsafeBytes {
                 try txn.borrowValue(dbs.meta, key: $0).map { Keys.decodeUInt64LE($0) }
             } ?? 1
@@ -83,10 +85,11 @@ final class GroupCommitWriter: @unchecked Sendable {
         if wasRunning { stopped.wait() }
     }
 
-    var statistics: (batches: Int, operations: Int) {
+    var statistics: CommitStatistics {
         statsLock.lock()
         defer { statsLock.unlock() }
-        return (committedBatches, committedOperations)
+        return CommitStatistics(batches: committedBatches, operations: committedOperations,
+                                buildTime: buildTime, commitTime: commitTime)
     }
 
     // MARK: - Writer thread
@@ -150,8 +153,25 @@ final class GroupCommitWriter: @unchecked Sendable {
     private func commit(_ batch: [PendingWrite]) {
         let commitTime = counters.clock.next()
         var work = WriteBatch(dbs: dbs, counters: counters, commitTime: commitTime)
+        let started = ContinuousClock.now
+        var built = started
         do {
-            try env.write { txn in try work.run(batch, in: txn) }
+            try env.write { txn in
+                try work.run(batch, in: txn)
+                built = ContinuousClock.now
+            }
+        } catch let collision as WriteBatch.IDCollision {
+            var rest = batch
+            let colliding = rest.remove(at: collision.index)
+            if !rest.isEmpty { commit(rest) }
+            if batch.count > 1 {
+                // Run it alone: its ids may have collided with another
+                // operation of this batch, which is committed now.
+                commit([colliding])
+            } else {
+                colliding.complete(.failure(storedIDConflict(collision.id)))
+            }
+            return
         } catch let error as LMDBError where error.code == MDB_MAP_FULL || error.code == MDB_TXN_FULL {
             if batch.count > 1 {
                 for write in batch { commit([write]) }
@@ -171,12 +191,47 @@ final class GroupCommitWriter: @unchecked Sendable {
         }
         counters = work.counters
         counters.clock.advance(to: commitTime)
+        let finished = ContinuousClock.now
         statsLock.lock()
         committedBatches += 1
         committedOperations += batch.count
+        buildTime += built - started
+        self.commitTime += finished - built
         statsLock.unlock()
         for (write, outcome) in zip(batch, work.outcomes) {
             write.complete(outcome)
+        }
+    }
+}
+
+/// What the writer has done so far: commits, the operations in them, and the
+/// time spent building transactions versus committing them (the commit
+/// includes writing pages and fsync).
+public struct CommitStatistics: Sendable {
+    public let batches: Int
+    public let operations: Int
+    public let buildTime: Duration
+    public let commitTime: Duration
+}
+
+extension GroupCommitWriter {
+    /// The conflict error for an id found stored while running an operation alone.
+    fileprivate func storedIDConflict(_ id: UUID) -> StorageError {
+        do {
+            return try env.read { txn in
+                let position = try withUnsafeBytes(of: id.uuid) { key in
+                    try txn.borrowValue(dbs.eventIDs, key: key).map { Keys.decodeUInt64LE($0) }
+                }
+                guard let position,
+                      let record = try Keys.withPosition(position, { try txn.borrowValue(dbs.log, key: $0) }),
+                      EventRecord.isValid(record) else {
+                    return StorageError.corrupt(path: env.path, detail: "event id \(id) collided but is not stored")
+                }
+                return .eventIDConflict(id: id, storedStream: String(decoding: EventRecord.streamName(record), as: UTF8.self),
+                                        storedRevision: EventRecord.revision(record))
+            }
+        } catch {
+            return EventStore.storageError(error, tenant: tenant, mapSize: env.options.mapSize)
         }
     }
 }

@@ -1,11 +1,19 @@
-/// Key encodings. Keys are big-endian so LMDB's default byte-wise ordering is
-/// numeric ordering; values use little-endian (the machine's order) because
-/// they are never compared.
+/// Key encodings. Single-number keys (the log's positions, the time index's
+/// times) are native 64-bit integers in databases opened with
+/// `MDB_INTEGERKEY`, which LMDB compares as integers (cheaper than `memcmp`).
+/// Composite keys are big-endian so LMDB's byte-wise ordering is numeric
+/// ordering. Values are little-endian because they are never compared.
 enum Keys {
-    /// The log key of a global position.
+    /// The log key of a global position (`MDB_INTEGERKEY`).
     @inline(__always)
     static func withPosition<R>(_ position: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try withUnsafeBytes(of: position.bigEndian, body)
+        try withUnsafeBytes(of: position, body)
+    }
+
+    /// Decodes an `MDB_INTEGERKEY` key.
+    @inline(__always)
+    static func decodeIntegerKey(_ buffer: UnsafeRawBufferPointer) -> UInt64 {
+        buffer.loadUnaligned(as: UInt64.self)
     }
 
     /// The stream-index key: (stream number, revision).
@@ -14,11 +22,11 @@ enum Keys {
         try withUnsafeBytes(of: (stream.bigEndian, revision.bigEndian), body)
     }
 
-    /// The time-index key: a commit time in nanoseconds since the epoch.
+    /// The time-index key: a commit time in nanoseconds since the epoch (`MDB_INTEGERKEY`).
     @inline(__always)
     static func withTime<R>(_ nanoseconds: Int64, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         // Times before 1970 are clamped to 0 so the unsigned ordering holds.
-        try withUnsafeBytes(of: UInt64(max(0, nanoseconds)).bigEndian, body)
+        try withUnsafeBytes(of: UInt64(max(0, nanoseconds)), body)
     }
 
     @inline(__always)

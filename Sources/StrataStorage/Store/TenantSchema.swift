@@ -6,11 +6,11 @@ import Foundation
 /// | database       | key                                  | value                              |
 /// |----------------|--------------------------------------|------------------------------------|
 /// | `meta`         | setting name (ASCII)                 | setting value                      |
-/// | `log`          | global position (u64 BE)             | event record (`EventRecord`)       |
+/// | `log`          | global position (u64, integer key)   | event record (`EventRecord`)       |
 /// | `streams`      | stream name (UTF-8)                  | stream record (`StreamRecord`)     |
 /// | `stream-index` | stream number, revision (u64 BE ×2)  | global position (u64 LE)           |
 /// | `event-ids`    | event id (16 bytes)                  | global position (u64 LE)           |
-/// | `time-index`   | commit time, ns (u64 BE)             | first position of that commit (LE) |
+/// | `time-index`   | commit time, ns (u64, integer key)   | first position of that commit (LE) |
 struct TenantDatabases: Sendable {
     /// Version 1: the layout above.
     static let schemaVersion: UInt32 = 1
@@ -45,11 +45,11 @@ struct TenantDatabases: Sendable {
             }
             return TenantDatabases(
                 meta: meta,
-                log: try txn.openDatabase("log", flags: .create),
+                log: try txn.openDatabase("log", flags: [.create, .integerKey]),
                 streams: try txn.openDatabase("streams", flags: .create),
                 streamIndex: try txn.openDatabase("stream-index", flags: .create),
                 eventIDs: try txn.openDatabase("event-ids", flags: .create),
-                timeIndex: try txn.openDatabase("time-index", flags: .create)
+                timeIndex: try txn.openDatabase("time-index", flags: [.create, .integerKey])
             )
         }
     }

@@ -25,6 +25,8 @@ struct WriteBatch {
     var outcomes: [Result<WriteOutcome, StorageError>] = []
     /// The first position written by this batch, if it wrote any event.
     var firstPosition: UInt64?
+    /// The operation being run, for `IDCollision`.
+    private var currentIndex = 0
 
     init(dbs: TenantDatabases, counters: WriterCounters, commitTime: Int64) {
         self.dbs = dbs
@@ -32,9 +34,21 @@ struct WriteBatch {
         self.commitTime = commitTime
     }
 
-    /// Runs every operation; throws only LMDB errors, which abort the batch.
+    /// An event id of operation `index` turned out to be stored already (found
+    /// while inserting it, so the index is searched once per event, not
+    /// twice). The transaction is aborted and the writer runs the batch again
+    /// without that operation; the operation then runs alone and gets its
+    /// precise answer.
+    struct IDCollision: Error {
+        let index: Int
+        let id: UUID
+    }
+
+    /// Runs every operation; throws LMDB errors and `IDCollision`, which abort
+    /// the batch.
     mutating func run(_ operations: [PendingWrite], in txn: borrowing WriteTransaction) throws {
-        for pending in operations {
+        for (index, pending) in operations.enumerated() {
+            currentIndex = index
             do {
                 switch pending.operation {
                 case .append(let writes):
@@ -101,14 +115,9 @@ struct WriteBatch {
         let existing = try loadStream(write.stream, in: txn)
         // Idempotency: an append whose first id is stored is a retry, and is
         // answered from what is stored, or refused if it does not match.
+        // The other ids are checked as they are inserted (see `IDCollision`).
         if let firstID = write.events.first?.id, let position = try storedPosition(of: firstID, in: txn) {
             return .replay(try replayResult(write, firstPosition: position, record: existing, in: txn))
-        }
-        for event in write.events.dropFirst() {
-            if let position = try storedPosition(of: event.id, in: txn) {
-                let (stream, revision) = try storedIdentity(at: position, in: txn)
-                throw StorageError.eventIDConflict(id: event.id, storedStream: stream, storedRevision: revision)
-            }
         }
         let actual = existing?.actual ?? .noStream
         let satisfied: Bool = switch (write.expected, actual) {
@@ -128,7 +137,7 @@ struct WriteBatch {
     }
 
     /// The stream name and revision of the event stored at `position`.
-    private func storedIdentity(at position: UInt64, in txn: borrowing WriteTransaction) throws -> (String, UInt64) {
+    func storedIdentity(at position: UInt64, in txn: borrowing WriteTransaction) throws -> (String, UInt64) {
         let record = try Keys.withPosition(position) { try txn.borrowValue(dbs.log, key: $0) }
         guard let record, EventRecord.isValid(record) else {
             throw StorageError.corrupt(path: "log", detail: "event-id index points at position \(position), which does not decode")
@@ -203,8 +212,12 @@ struct WriteBatch {
             try Keys.withStreamRevision(record.number, revision) { key in
                 try Keys.withPositionValue(position) { try txn.put(dbs.streamIndex, key: key, value: $0) }
             }
-            try withUnsafeBytes(of: event.id.uuid) { key in
-                try Keys.withPositionValue(position) { try txn.put(dbs.eventIDs, key: key, value: $0, flags: .noOverwrite) }
+            do {
+                try withUnsafeBytes(of: event.id.uuid) { key in
+                    try Keys.withPositionValue(position) { try txn.put(dbs.eventIDs, key: key, value: $0, flags: .noOverwrite) }
+                }
+            } catch let error as LMDBError where error.code == MDB_KEYEXIST {
+                throw IDCollision(index: currentIndex, id: event.id)
             }
             counters.nextPosition += 1
             record.nextRevision += 1

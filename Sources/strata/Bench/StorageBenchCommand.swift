@@ -93,11 +93,15 @@ struct StorageBenchCommand: ParsableCommand {
         let after = store.commitStatistics
         let events = Double(threads * appendsPerThread * eventsPerAppend)
         let commits = after.batches - before.batches
-        print(String(format: "%@: %d threads × %d appends × %d events = %.0f events in %.2f s: %.0f events/s; append latency p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms; %d commits, %.1f appends per commit",
+        print(String(format: "%@: %d threads × %d appends × %d events = %.0f events in %.2f s: %.0f events/s; append latency p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms",
                      name, threads, appendsPerThread, eventsPerAppend, events, elapsed, events / elapsed,
                      Double(histogram.valueAtPercentile(50)) / 1e6, Double(histogram.valueAtPercentile(99)) / 1e6,
-                     Double(histogram.valueAtPercentile(99.9)) / 1e6, commits,
-                     Double(after.operations - before.operations) / Double(max(1, commits))))
+                     Double(histogram.valueAtPercentile(99.9)) / 1e6))
+        let build = (after.buildTime - before.buildTime).secondsDouble
+        let commit = (after.commitTime - before.commitTime).secondsDouble
+        print(String(format: "    %d commits (%.0f/s), %.1f appends per commit; writer busy %.0f%%: building %.3f ms, committing (pages + fsync) %.3f ms per commit",
+                     commits, Double(commits) / elapsed, Double(after.operations - before.operations) / Double(max(1, commits)),
+                     100 * (build + commit) / elapsed, 1000 * build / Double(max(1, commits)), 1000 * commit / Double(max(1, commits))))
     }
 
     private func readAll(store: EventStore) throws {
