@@ -22,7 +22,10 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [PendingWrite] = []
     private var state = State.running
-    private let stopped = DispatchSemaphore(value: 0)
+    /// With `.relaxed` durability, flushes run here, off the writer thread, so
+    /// a flush never stalls commits. `mdb_env_sync` is thread-safe.
+    private let flushQueue = DispatchQueue(label: "strata.storage.flush")
+    private nonisolated(unsafe) let flushTimer: DispatchSourceTimer?  // set once in init; thread-safe API
 
     // Writer thread only.
     private var counters: WriterCounters
@@ -43,6 +46,15 @@ final class GroupCommitWriter: @unchecked Sendable {
         self.flushInterval = flushInterval
         self.readerCheckInterval = readerCheckInterval
         self.counters = try Self.recoverCounters(env: env, dbs: dbs)
+        if env.options.durability == .relaxed {
+            let timer = DispatchSource.makeTimerSource(queue: flushQueue)
+            timer.schedule(deadline: .now() + flushInterval.seconds, repeating: flushInterval.seconds)
+            timer.setEventHandler { [env] in try? env.sync(force: true) }
+            timer.resume()
+            flushTimer = timer
+        } else {
+            flushTimer = nil
+        }
         let thread = Thread { [self] in self.run() }
         thread.name = "strata-writer-\(tenant)"
         thread.start()
@@ -71,18 +83,21 @@ final class GroupCommitWriter: @unchecked Sendable {
             return
         }
         queue.append(write)
-        condition.signal()
+        condition.broadcast()  // the writer and `stop()` callers share the condition
         condition.unlock()
     }
 
-    /// Finishes everything queued, then stops the thread. Blocks until done.
+    /// Finishes everything queued, then stops the thread. Blocks until the
+    /// writer has stopped (also when several threads call it at once), so the
+    /// caller may close the environment afterwards.
     func stop() {
         condition.lock()
-        let wasRunning = state == .running
-        if wasRunning { state = .draining }
-        condition.signal()
+        if state == .running {
+            state = .draining
+            condition.broadcast()
+        }
+        while state != .stopped { condition.wait() }
         condition.unlock()
-        if wasRunning { stopped.wait() }
     }
 
     var statistics: CommitStatistics {
@@ -95,15 +110,12 @@ final class GroupCommitWriter: @unchecked Sendable {
     // MARK: - Writer thread
 
     private func run() {
-        var lastFlush = ContinuousClock.now
         var lastReaderCheck = ContinuousClock.now
-        let relaxed = env.options.durability == .relaxed
         while true {
             condition.lock()
             if queue.isEmpty && state == .running {
                 // Wake at least often enough for the periodic chores below.
-                let nap = relaxed ? min(flushInterval, readerCheckInterval) : readerCheckInterval
-                _ = condition.wait(until: Date(timeIntervalSinceNow: nap.seconds))
+                _ = condition.wait(until: Date(timeIntervalSinceNow: readerCheckInterval.seconds))
             }
             let batch = takeBatch()
             let draining = state == .draining
@@ -112,19 +124,20 @@ final class GroupCommitWriter: @unchecked Sendable {
             if !batch.isEmpty { commit(batch) }
 
             let now = ContinuousClock.now
-            if relaxed && (now - lastFlush >= flushInterval || (draining && batch.isEmpty)) {
-                try? env.sync(force: true)
-                lastFlush = now
-            }
             if now - lastReaderCheck >= readerCheckInterval {
                 env.checkReaders()
                 lastReaderCheck = now
             }
             if draining && batch.isEmpty {
+                if let flushTimer {
+                    flushTimer.cancel()
+                    flushQueue.sync {}  // a flush that had started has finished
+                    try? env.sync(force: true)
+                }
                 condition.lock()
                 state = .stopped
+                condition.broadcast()
                 condition.unlock()
-                stopped.signal()
                 return
             }
         }
