@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // LMDB, linked from the system (Debian: liblmdb-dev).
@@ -33,6 +34,10 @@ let package = Package(
             name: "StrataStorage",
             dependencies: ["CLMDB"]
         ),
+        // Frames, the frame codec, status codes: no sockets, no storage.
+        .target(
+            name: "StrataWire"
+        ),
         .executableTarget(
             name: "strata",
             dependencies: [
@@ -44,6 +49,10 @@ let package = Package(
         .testTarget(
             name: "StrataStorageTests",
             dependencies: ["StrataStorage", "CLMDB"]
+        ),
+        .testTarget(
+            name: "StrataWireTests",
+            dependencies: ["StrataWire"]
         ),
         .testTarget(
             name: "CLuaTests",
