@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "strata", targets: ["strata"]),
         .library(name: "StrataStorage", targets: ["StrataStorage"]),
+        .library(name: "StrataServer", targets: ["StrataServer"]),
+        .library(name: "StrataClient", targets: ["StrataClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,14 +36,33 @@ let package = Package(
             name: "StrataStorage",
             dependencies: ["CLMDB"]
         ),
-        // Frames, the frame codec, status codes: no sockets, no storage.
+        // swift-protobuf code generated from proto/ by scripts/generate-proto.sh.
+        // Committed; never edited by hand.
         .target(
-            name: "StrataWire"
+            name: "StrataProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // Frames, the frame codec, status codes and errors, method names: no
+        // sockets, no storage. Shared by the server and the client.
+        .target(
+            name: "StrataWire",
+            dependencies: ["StrataProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // The Swift client: async/await, AsyncSequence. Never links LMDB or Lua.
+        .target(
+            name: "StrataClient",
+            dependencies: ["StrataWire", "StrataProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // The Dispatch/POSIX socket server, connections, calls, router and services.
+        .target(
+            name: "StrataServer",
+            dependencies: ["StrataWire", "StrataProto", "StrataStorage",
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .executableTarget(
             name: "strata",
             dependencies: [
-                "StrataStorage",
+                "StrataStorage", "StrataServer", "StrataClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]

@@ -1,47 +1,65 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import StrataServer
 import StrataStorage
 
-/// `strata serve`. Until the network layer lands this opens the storage
-/// engine in-process (creating the development tenant) and waits for
-/// SIGINT/SIGTERM, then closes every tenant cleanly.
+/// `strata serve`: the server with the Streams service on the storage
+/// engine. Settings come from flags, then `STRATA_*` environment variables,
+/// then the defaults below.
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the server (storage only for now: the network protocol is not implemented yet)."
+        abstract: "Run the Strata server.",
+        discussion: """
+        Every option can also be set with an environment variable (STRATA_HOST, STRATA_PORT, STRATA_DATA, \
+        STRATA_DURABILITY, STRATA_MAP_SIZE_MIB, STRATA_DEV_TENANT); a flag wins over the variable.
+        """
     )
 
-    @Option(name: .long, help: "Data directory.")
-    var data: String = "./data"
+    @Option(help: "Address to listen on (env STRATA_HOST).") var host: String?
+    @Option(help: "Port to listen on; 0 picks a free one (env STRATA_PORT).") var port: UInt16?
+    @Option(help: "Data directory (env STRATA_DATA).") var data: String?
+    @Option(help: "sync (fsync every commit) or relaxed (periodic flush) (env STRATA_DURABILITY).") var durability: String?
+    @Option(help: "Per-tenant map size, the size quota, in MiB (env STRATA_MAP_SIZE_MIB).") var mapSizeMib: Int?
+    @Option(help: "Tenant created on first start in development mode (env STRATA_DEV_TENANT).") var devTenant: String?
 
-    @Option(name: .long, help: "Tenant to create on first start.")
-    var tenant: String = "default"
-
-    @Option(name: .long, help: "Durability: sync (fsync every commit) or relaxed (periodic flush).")
-    var durability: String = "sync"
-
-    @Option(name: .long, help: "Per-tenant map size (quota) in MiB.")
-    var mapSizeMiB: Int = 8192
+    private func setting(_ flag: String?, _ variable: String, _ fallback: String) -> String {
+        flag ?? ProcessInfo.processInfo.environment[variable] ?? fallback
+    }
 
     func run() throws {
-        guard let durability = Durability(rawValue: durability) else {
-            throw ValidationError("--durability must be 'sync' or 'relaxed', not '\(self.durability)'")
+        let host = setting(host, "STRATA_HOST", "127.0.0.1")
+        guard let port = UInt16(setting(port.map(String.init), "STRATA_PORT", "7070")) else {
+            throw ValidationError("STRATA_PORT must be a port number (0–65535)")
         }
-        guard mapSizeMiB > 0 else { throw ValidationError("--map-size-mib must be positive") }
+        let data = setting(data, "STRATA_DATA", "./data")
+        let durabilityName = setting(durability, "STRATA_DURABILITY", "sync")
+        guard let durability = Durability(rawValue: durabilityName) else {
+            throw ValidationError("durability must be 'sync' or 'relaxed', not '\(durabilityName)'")
+        }
+        guard let mapSizeMiB = Int(setting(mapSizeMib.map(String.init), "STRATA_MAP_SIZE_MIB", "8192")), mapSizeMiB > 0 else {
+            throw ValidationError("the map size must be a positive number of MiB")
+        }
+        let devTenant = setting(devTenant, "STRATA_DEV_TENANT", "default")
+
         var store = EventStoreOptions()
         store.durability = durability
         store.mapSize = mapSizeMiB << 20
         let engine = try StorageEngine(options: StorageEngineOptions(dataDirectory: data, store: store))
-        if !engine.tenantExists(tenant) {
-            try engine.createTenant(tenant).release()
-            print("created tenant '\(tenant)' in \(engine.directory(of: tenant))")
+        if !engine.tenantExists(devTenant) {
+            try engine.createTenant(devTenant).release()
+            print("strata: created tenant '\(devTenant)' in \(engine.directory(of: devTenant))")
         }
-        let head = try engine.withTenant(tenant) { try $0.headPosition() }
-        print("strata: storage open at \(data) (durability \(durability.rawValue)); tenants: \(engine.listTenants().joined(separator: ", "))")
-        print("strata: tenant '\(tenant)' head position \(head)")
-        print("strata: the network protocol is not implemented yet; this process runs the in-process store only.")
-        print("strata: press Ctrl-C (SIGINT) or send SIGTERM to stop.")
+        var configuration = ServerConfiguration()
+        configuration.host = host
+        configuration.port = port
+        let server = StrataServer(configuration: configuration, engine: engine)
+        let bound = try server.start()
+        print("strata: listening on \(host):\(bound); data in \(data) (durability \(durability.rawValue)); tenants: \(engine.listTenants().joined(separator: ", "))")
+        print("strata: DEVELOPMENT MODE: any API key is accepted. Do not expose this port.")
+        print("strata: try `strata append demo-1 Greeted '{\"hello\":\"world\"}'` then `strata read demo-1`")
+        fflush(nil)
 
         let stop = DispatchSemaphore(value: 0)
         signal(SIGINT, SIG_IGN)
@@ -54,8 +72,11 @@ struct ServeCommand: ParsableCommand {
             return source
         }
         stop.wait()
+        print("strata: shutting down: finishing in-flight calls")
+        fflush(nil)
         sources.forEach { $0.cancel() }
+        server.shutdown()
         engine.close()
-        print("strata: stopped; all tenants closed")
+        print("strata: stopped")
     }
 }

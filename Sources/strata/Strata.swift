@@ -1,10 +1,11 @@
 import ArgumentParser
 
 @main
-struct Strata: ParsableCommand {
+struct Strata: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "strata",
         abstract: "Strata, a multi-tenant event store.",
-        subcommands: [ServeCommand.self, BenchCommand.self]
+        subcommands: [ServeCommand.self, AppendCommand.self, ReadCommand.self, InfoCommand.self, DeleteCommand.self,
+                      BenchCommand.self]
     )
 }

@@ -1,0 +1,292 @@
+import Foundation
+import StrataProto
+import StrataWire
+import Synchronization
+import SwiftProtobuf
+
+/// A call waiting for its response, fed by the connection's reader thread.
+/// Thread-safe: its state is guarded by `lock`.
+final class PendingCall: @unchecked Sendable {
+    private let lock = NSLock()
+    private var messages: [[UInt8]] = []
+    private var outcome: Result<Void, RPCError>?
+    private var waiter: CheckedContinuation<Void, Never>?
+
+    /// Called by the reader thread.
+    func received(message: [UInt8]) {
+        lock.lock()
+        messages.append(message)
+        let waiter = self.waiter
+        self.waiter = nil
+        lock.unlock()
+        waiter?.resume()
+    }
+
+    /// Called by the reader thread (trailers) or on cancellation/close; the first outcome wins.
+    func finished(_ result: Result<Void, RPCError>) {
+        lock.lock()
+        if outcome == nil { outcome = result }
+        let waiter = self.waiter
+        self.waiter = nil
+        lock.unlock()
+        waiter?.resume()
+    }
+
+    private enum Poll {
+        case message([UInt8])
+        case ended(Result<Void, RPCError>)
+        case empty
+    }
+
+    private func poll() -> Poll {
+        lock.withLock {
+            if !messages.isEmpty { return .message(messages.removeFirst()) }
+            if let outcome { return .ended(outcome) }
+            return .empty
+        }
+    }
+
+    /// Parks `continuation` until a message or the outcome arrives.
+    private func wait(_ continuation: CheckedContinuation<Void, Never>) {
+        let ready: Bool = lock.withLock {
+            if messages.isEmpty && outcome == nil {
+                waiter = continuation
+                return false
+            }
+            return true
+        }
+        if ready { continuation.resume() }
+    }
+
+    /// The next message, or nil once the call ended with OK; throws its error.
+    func next() async throws(RPCError) -> [UInt8]? {
+        while true {
+            switch poll() {
+            case .message(let message): return message
+            case .ended(let outcome):
+                try outcome.get()
+                return nil
+            case .empty:
+                await withCheckedContinuation { wait($0) }
+            }
+        }
+    }
+}
+
+/// One TCP connection to a server: blocking writes serialized by a lock, and
+/// a reader thread that decodes frames and hands them to their calls.
+final class ClientConnection: @unchecked Sendable {
+    // @unchecked: `fd` is immutable; `writeLock` serializes writes; `state`
+    // is a Mutex; the decoder belongs to the reader thread.
+    private let fd: Int32
+    private let writeLock = NSLock()
+    /// Set (under `writeLock`) when the reader thread has closed `fd`, so no
+    /// write can reach a descriptor number the OS has handed out again.
+    private var descriptorClosed = false
+    private struct State {
+        var nextCallID: UInt32 = 1
+        var calls: [UInt32: PendingCall] = [:]
+        var failure: RPCError?
+        var goingAway = false
+        var initialWindow = Int(ProtocolDefaults.initialWindowMessages)
+    }
+    private let state = Mutex(State())
+    let maxFrameSize: UInt32
+
+    private init(fd: Int32, maxFrameSize: UInt32) {
+        self.fd = fd
+        self.maxFrameSize = maxFrameSize
+    }
+
+    /// Connects, sends the preface and SETTINGS, and starts the reader.
+    static func connect(host: String, port: UInt16, maxFrameSize: UInt32 = ProtocolDefaults.maxFrameSize) throws(RPCError) -> ClientConnection {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var info: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &info) == 0, let first = info else {
+            throw RPCError(.unavailable, "cannot resolve \(host)")
+        }
+        defer { freeaddrinfo(info) }
+        var lastError: Int32 = 0
+        var candidate: UnsafeMutablePointer<addrinfo>? = first
+        while let address = candidate {
+            let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
+            if fd >= 0 {
+                if Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) == 0 {
+                    var yes: Int32 = 1
+                    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &yes, socklen_t(MemoryLayout<Int32>.size))
+                    let connection = ClientConnection(fd: fd, maxFrameSize: maxFrameSize)
+                    var settings = Strata_V1_Settings()
+                    settings.maxFrameSize = maxFrameSize
+                    settings.initialWindowMessages = ProtocolDefaults.initialWindowMessages
+                    settings.agent = "strata-swift-client/1"
+                    try connection.write(Preface.bytes + Frame(type: .settings, payload: (try? settings.serializedBytes()) ?? []).encoded)
+                    let thread = Thread { connection.readLoop() }
+                    thread.name = "strata-client-reader"
+                    thread.start()
+                    return connection
+                }
+                lastError = errno
+                Glibc.close(fd)
+            } else {
+                lastError = errno
+            }
+            candidate = address.pointee.ai_next
+        }
+        throw RPCError(.unavailable, "cannot connect to \(host):\(port): \(String(cString: strerror(lastError)))")
+    }
+
+    var isUsable: Bool { state.withLock { $0.failure == nil && !$0.goingAway } }
+
+    var initialWindow: Int { state.withLock { $0.initialWindow } }
+
+    /// Opens a call and sends its request. The returned call receives the
+    /// response messages and the trailers.
+    func open(method: String, metadata: [String: String], timeout: Duration?, request: [UInt8]) throws(RPCError) -> (UInt32, PendingCall) {
+        let call = PendingCall()
+        let id: UInt32 = try state.withLock { (state) throws(RPCError) -> UInt32 in
+            if let failure = state.failure { throw failure }
+            if state.goingAway { throw RPCError(.unavailable, "the connection is going away") }
+            let id = state.nextCallID
+            state.nextCallID += 1
+            state.calls[id] = call
+            return id
+        }
+        var headers = Strata_V1_CallHeaders()
+        headers.method = method
+        headers.metadata = metadata
+        if let timeout {
+            let (seconds, attoseconds) = timeout.components
+            headers.timeoutMs = UInt64(max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+        }
+        var bytes: [UInt8] = []
+        Frame(type: .headers, callID: id, payload: (try? headers.serializedBytes()) ?? []).encode(into: &bytes)
+        Frame(type: .message, flags: .endStream, callID: id, payload: request).encode(into: &bytes)
+        do {
+            try write(bytes)
+        } catch {
+            _ = state.withLock { $0.calls.removeValue(forKey: id) }
+            throw error
+        }
+        return (id, call)
+    }
+
+    /// Tells the server the client no longer wants the call.
+    func cancel(_ id: UInt32) {
+        guard let call = state.withLock({ $0.calls.removeValue(forKey: id) }) else { return }
+        call.finished(.failure(RPCError(.cancelled, "cancelled by the client")))
+        try? write(Frame(type: .cancel, callID: id).encoded)
+    }
+
+    /// Grants a streaming call more messages.
+    func grant(_ id: UInt32, messages: Int) {
+        var update = Strata_V1_WindowUpdate()
+        update.messages = UInt32(messages)
+        try? write(Frame(type: .windowUpdate, callID: id, payload: (try? update.serializedBytes()) ?? []).encoded)
+    }
+
+    func write(_ bytes: [UInt8]) throws(RPCError) {
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        if descriptorClosed { throw state.withLock { $0.failure } ?? RPCError(.unavailable, "the connection is closed") }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            if written > 0 {
+                offset += written
+            } else if written < 0 && errno == EINTR {
+                continue
+            } else {
+                let error = RPCError(.unavailable, "connection lost while sending: \(String(cString: strerror(errno)))")
+                fail(error)
+                throw error
+            }
+        }
+    }
+
+    /// Closes the connection; pending calls fail with UNAVAILABLE.
+    func close() {
+        fail(RPCError(.unavailable, "the client closed the connection"))
+        shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    private func fail(_ error: RPCError) {
+        let calls = state.withLock { state -> [PendingCall] in
+            if state.failure == nil { state.failure = error }
+            defer { state.calls.removeAll() }
+            return Array(state.calls.values)
+        }
+        for call in calls { call.finished(.failure(error)) }
+    }
+
+    // MARK: - Reader thread
+
+    private func readLoop() {
+        var decoder = FrameDecoder(maxPayloadSize: maxFrameSize, expectPreface: true)
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        defer {
+            writeLock.lock()
+            Glibc.close(fd)
+            descriptorClosed = true
+            writeLock.unlock()
+        }
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 {
+                if count < 0 && errno == EINTR { continue }
+                fail(RPCError(.unavailable, "the server closed the connection"))
+                return
+            }
+            buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0 ..< count])) }
+            do {
+                while let frame = try decoder.next() { handle(frame) }
+            } catch {
+                fail(RPCError(.internal, "bad data from the server: \(error)"))
+                shutdown(fd, Int32(SHUT_RDWR))
+                return
+            }
+        }
+    }
+
+    private func handle(_ frame: Frame) {
+        switch frame.type {
+        case .settings:
+            if !frame.flags.contains(.ack) {
+                if let settings = try? Strata_V1_Settings(serializedBytes: frame.payload), settings.initialWindowMessages > 0 {
+                    state.withLock { $0.initialWindow = Int(settings.initialWindowMessages) }
+                }
+                try? write(Frame(type: .settings, flags: .ack).encoded)
+            }
+        case .message:
+            state.withLock { $0.calls[frame.callID] }?.received(message: frame.payload)
+        case .trailers:
+            guard let call = state.withLock({ $0.calls.removeValue(forKey: frame.callID) }) else { return }
+            guard let trailers = try? Strata_V1_Trailers(serializedBytes: frame.payload) else {
+                call.finished(.failure(RPCError(.internal, "undecodable TRAILERS from the server")))
+                return
+            }
+            if let error = RPCError(trailers: trailers) {
+                call.finished(.failure(error))
+            } else {
+                call.finished(.success(()))
+            }
+        case .ping:
+            if !frame.flags.contains(.ack) { try? write(Frame(type: .ping, flags: .ack, payload: frame.payload).encoded) }
+        case .goAway:
+            let goAway = try? Strata_V1_GoAway(serializedBytes: frame.payload)
+            let last = goAway?.lastCallID ?? 0
+            // Calls above last_call_id were not processed: they fail UNAVAILABLE and are safe to retry.
+            let refused = state.withLock { state -> [PendingCall] in
+                state.goingAway = true
+                let ids = state.calls.keys.filter { $0 > last }
+                return ids.compactMap { state.calls.removeValue(forKey: $0) }
+            }
+            for call in refused {
+                call.finished(.failure(RPCError(.unavailable, "the server is going away: \(goAway?.reason ?? "")")))
+            }
+        case .headers, .cancel, .windowUpdate:
+            break
+        }
+    }
+}

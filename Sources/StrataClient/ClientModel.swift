@@ -1,0 +1,191 @@
+import Foundation
+import StrataProto
+import StrataWire
+
+extension StrataClient {
+    /// What the caller believes about a stream before appending.
+    public enum ExpectedRevision: Sendable, Hashable {
+        case any, noStream, streamExists
+        case exact(UInt64)
+
+        var proto: Strata_V1_ExpectedRevision {
+            var out = Strata_V1_ExpectedRevision()
+            switch self {
+            case .any: out.any = Strata_V1_Empty()
+            case .noStream: out.noStream = Strata_V1_Empty()
+            case .streamExists: out.streamExists = Strata_V1_Empty()
+            case .exact(let r): out.exact = r
+            }
+            return out
+        }
+    }
+
+    /// What a stream actually was when an expectation failed.
+    public enum ActualRevision: Sendable, Hashable {
+        case noStream
+        case deleted(lastRevision: UInt64)
+        case revision(UInt64)
+    }
+
+    /// An event to append.
+    public struct EventData: Sendable, Hashable {
+        public var id: UUID
+        public var type: String
+        public var contentType: String
+        public var data: Data
+        public var metadata: Data
+
+        /// `id` defaults to a time-ordered UUID (v7); keep it to retry an append idempotently.
+        public init(id: UUID = StrataClient.makeEventID(), type: String, contentType: String = "application/json",
+                    data: Data, metadata: Data = Data()) {
+            self.id = id
+            self.type = type
+            self.contentType = contentType
+            self.data = data
+            self.metadata = metadata
+        }
+
+        var proto: Strata_V1_ProposedEvent {
+            var out = Strata_V1_ProposedEvent()
+            out.id = withUnsafeBytes(of: id.uuid) { Data($0) }
+            out.type = type
+            out.contentType = contentType
+            out.data = data
+            out.metadata = metadata
+            return out
+        }
+    }
+
+    /// An event as stored.
+    public struct RecordedEvent: Sendable, Hashable {
+        public let id: UUID
+        public let stream: String
+        public let revision: UInt64
+        public let position: UInt64
+        public let type: String
+        public let contentType: String
+        public let data: Data
+        public let metadata: Data
+        /// Commit time, nanoseconds since the Unix epoch (server clock).
+        public let recordedAt: Int64
+
+        init(_ p: Strata_V1_RecordedEvent) {
+            id = p.id.count == 16 ? p.id.withUnsafeBytes { UUID(uuid: $0.loadUnaligned(as: uuid_t.self)) } : UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+            stream = p.stream
+            revision = p.revision
+            position = p.position
+            type = p.type
+            contentType = p.contentType
+            data = p.data
+            metadata = p.metadata
+            recordedAt = p.recordedAt
+        }
+    }
+
+    public struct AppendResult: Sendable, Hashable {
+        public let stream: String
+        public let firstRevision: UInt64
+        public let lastRevision: UInt64
+        public let firstPosition: UInt64
+        public let lastPosition: UInt64
+        public let recordedAt: Int64
+        public let replayed: Bool
+
+        init(_ p: Strata_V1_AppendResult) {
+            stream = p.stream
+            firstRevision = p.firstRevision
+            lastRevision = p.lastRevision
+            firstPosition = p.firstPosition
+            lastPosition = p.lastPosition
+            recordedAt = p.recordedAt
+            replayed = p.replayed
+        }
+    }
+
+    public struct StreamInfo: Sendable, Hashable {
+        public let stream: String
+        public let lastRevision: UInt64
+        public let firstVisibleRevision: UInt64
+        public let isDeleted: Bool
+        public let createdAt: Int64
+        public let lastRecordedAt: Int64
+        public let deletedAt: Int64?
+    }
+
+    public enum ReadDirection: Sendable { case forwards, backwards }
+
+    /// Where a read starts: for a stream a revision, for `$all` a position.
+    public enum ReadStart: Sendable, Hashable {
+        case start, end
+        case revision(UInt64)
+        case position(UInt64)
+    }
+
+    /// A failed call: the status code, the server's message, and the details
+    /// that matter to a program.
+    public struct Error: Swift.Error, Sendable, Equatable, CustomStringConvertible {
+        public let code: StatusCode
+        public let message: String
+        public let reason: Reason
+
+        public enum Reason: Sendable, Equatable {
+            case wrongExpectedRevision(stream: String, expected: ExpectedRevision, actual: ActualRevision)
+            case streamNotFound(stream: String)
+            case streamDeleted(stream: String)
+            case invalidArgument(field: String, reason: String)
+            case eventIDConflict(id: String, storedStream: String, storedRevision: UInt64)
+            case quotaExceeded(limit: String, value: UInt64)
+            /// No structured detail: the code and message say it all.
+            case other
+        }
+
+        public var description: String { "\(code): \(message)" }
+
+        init(_ code: StatusCode, _ message: String, reason: Reason = .other) {
+            self.code = code
+            self.message = message
+            self.reason = reason
+        }
+
+        init(_ rpc: RPCError) {
+            var reason = Reason.other
+            switch rpc.detail?.kind {
+            case .wrongExpectedRevision(let d):
+                let expected: ExpectedRevision = switch d.expected.kind {
+                case .exact(let r): .exact(r)
+                case .noStream: .noStream
+                case .streamExists: .streamExists
+                default: .any
+                }
+                let actual: ActualRevision = switch d.actual.kind {
+                case .revision(let r): .revision(r)
+                case .deletedLastRevision(let r): .deleted(lastRevision: r)
+                default: .noStream
+                }
+                reason = .wrongExpectedRevision(stream: d.stream, expected: expected, actual: actual)
+            case .streamNotFound(let d): reason = .streamNotFound(stream: d.stream)
+            case .streamDeleted(let d): reason = .streamDeleted(stream: d.stream)
+            case .invalidArgument(let d): reason = .invalidArgument(field: d.field, reason: d.reason)
+            case .eventIDConflict(let d): reason = .eventIDConflict(id: d.eventID, storedStream: d.storedStream, storedRevision: d.storedRevision)
+            case .quotaExceeded(let d): reason = .quotaExceeded(limit: d.limit, value: d.value)
+            case .none: break
+            }
+            self.init(rpc.code, rpc.message, reason: reason)
+        }
+    }
+
+    /// A time-ordered (version 7) UUID for a new event.
+    public static func makeEventID() -> UUID {
+        let millis = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &bytes) { raw in
+            var random = SystemRandomNumberGenerator()
+            raw.storeBytes(of: random.next() as UInt64, toByteOffset: 0, as: UInt64.self)
+            raw.storeBytes(of: random.next() as UInt64, toByteOffset: 8, as: UInt64.self)
+            for i in 0..<6 { raw[i] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - UInt64(i)))) }
+            raw[6] = 0x70 | (raw[6] & 0x0F)
+            raw[8] = 0x80 | (raw[8] & 0x3F)
+        }
+        return UUID(uuid: bytes)
+    }
+}

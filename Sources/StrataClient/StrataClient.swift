@@ -1,0 +1,238 @@
+import Foundation
+import StrataProto
+import StrataWire
+import Synchronization
+import SwiftProtobuf
+
+/// A Strata client: one multiplexed connection (reopened on demand after it
+/// fails), safe to share between tasks.
+///
+///     let client = try await StrataClient.connect(host: "127.0.0.1", port: 7070, tenant: "default", apiKey: "dev")
+///     let result = try await client.append(to: "order-1", expected: .noStream, events: [
+///         .init(type: "OrderPlaced", data: Data(#"{"total":12}"#.utf8)),
+///     ])
+///     for try await event in client.read("order-1") { print(event.revision, event.type) }
+public final class StrataClient: Sendable {
+    public let host: String
+    public let port: UInt16
+    public let tenant: String
+    private let apiKey: String
+    /// The deadline of calls that do not give one (nil: none).
+    public let defaultTimeout: Duration?
+    private let current: Mutex<ClientConnection?>
+
+    private init(host: String, port: UInt16, tenant: String, apiKey: String, defaultTimeout: Duration?, connection: ClientConnection) {
+        self.host = host
+        self.port = port
+        self.tenant = tenant
+        self.apiKey = apiKey
+        self.defaultTimeout = defaultTimeout
+        self.current = Mutex(connection)
+    }
+
+    /// Connects to a server. Every call carries `tenant` and `apiKey`.
+    public static func connect(host: String, port: UInt16, tenant: String, apiKey: String,
+                               defaultTimeout: Duration? = .seconds(30)) async throws(StrataClient.Error) -> StrataClient {
+        do {
+            let connection = try ClientConnection.connect(host: host, port: port)
+            return StrataClient(host: host, port: port, tenant: tenant, apiKey: apiKey, defaultTimeout: defaultTimeout, connection: connection)
+        } catch {
+            throw StrataClient.Error(error)
+        }
+    }
+
+    /// Closes the connection; calls in flight fail with UNAVAILABLE.
+    public func close() {
+        current.withLock { connection in
+            connection?.close()
+            connection = nil
+        }
+    }
+
+    /// The live connection, reconnecting if the last one failed or is going away.
+    private func connection() throws(RPCError) -> ClientConnection {
+        try current.withLock { (connection) throws(RPCError) -> ClientConnection in
+            if let live = connection, live.isUsable { return live }
+            let fresh = try ClientConnection.connect(host: host, port: port)
+            connection = fresh
+            return fresh
+        }
+    }
+
+    private var metadata: [String: String] {
+        [MetadataKey.tenant: tenant, MetadataKey.authorization: "Bearer \(apiKey)", MetadataKey.requestID: UUID().uuidString.lowercased()]
+    }
+
+    /// Runs a unary call; cancelling the task sends CANCEL.
+    func unary<Response: SwiftProtobuf.Message>(_ method: String, _ request: some SwiftProtobuf.Message,
+                                                 timeout: Duration?) async throws(StrataClient.Error) -> Response {
+        do {
+            let connection = try connection()
+            let (id, call) = try connection.open(method: method, metadata: metadata, timeout: timeout ?? defaultTimeout,
+                                                 request: try request.serializedBytes())
+            let response = try await withTaskCancellationHandler {
+                try await call.next()
+            } onCancel: {
+                connection.cancel(id)
+            }
+            guard let response else { throw RPCError(.internal, "the server ended \(method) without a response") }
+            while try await call.next() != nil {}  // wait for the trailers
+            return try Response(serializedBytes: response)
+        } catch let error as RPCError {
+            throw StrataClient.Error(error)
+        } catch {
+            throw StrataClient.Error(.internal, "\(error)")
+        }
+    }
+
+    // MARK: - Streams
+
+    /// Appends `events` to `stream` if it is in the `expected` state; all or nothing.
+    public func append(to stream: String, expected: ExpectedRevision = .any, events: [EventData],
+                       timeout: Duration? = nil) async throws(StrataClient.Error) -> AppendResult {
+        var request = Strata_V1_AppendRequest()
+        request.stream = stream
+        request.expected = expected.proto
+        request.events = events.map(\.proto)
+        let response: Strata_V1_AppendResponse = try await unary(StreamsMethod.append, request, timeout: timeout)
+        return AppendResult(response.result)
+    }
+
+    /// Appends to several streams atomically.
+    public func appendMulti(_ writes: [(stream: String, expected: ExpectedRevision, events: [EventData])],
+                            timeout: Duration? = nil) async throws(StrataClient.Error) -> [AppendResult] {
+        var request = Strata_V1_AppendMultiRequest()
+        request.writes = writes.map { write in
+            var w = Strata_V1_AppendRequest()
+            w.stream = write.stream
+            w.expected = write.expected.proto
+            w.events = write.events.map(\.proto)
+            return w
+        }
+        let response: Strata_V1_AppendMultiResponse = try await unary(StreamsMethod.appendMulti, request, timeout: timeout)
+        return response.results.map(AppendResult.init)
+    }
+
+    public func streamInfo(_ stream: String, timeout: Duration? = nil) async throws(StrataClient.Error) -> StreamInfo {
+        var request = Strata_V1_GetStreamInfoRequest()
+        request.stream = stream
+        let r: Strata_V1_GetStreamInfoResponse = try await unary(StreamsMethod.getStreamInfo, request, timeout: timeout)
+        return StreamInfo(stream: r.stream, lastRevision: r.lastRevision, firstVisibleRevision: r.firstVisibleRevision,
+                          isDeleted: r.deleted, createdAt: r.createdAt, lastRecordedAt: r.lastRecordedAt,
+                          deletedAt: r.deletedAt == 0 ? nil : r.deletedAt)
+    }
+
+    /// Soft-deletes a stream.
+    public func deleteStream(_ stream: String, expected: ExpectedRevision = .any, timeout: Duration? = nil) async throws(StrataClient.Error) {
+        var request = Strata_V1_DeleteStreamRequest()
+        request.stream = stream
+        request.expected = expected.proto
+        let _: Strata_V1_DeleteStreamResponse = try await unary(StreamsMethod.deleteStream, request, timeout: timeout)
+    }
+
+    /// Reads a stream (or `"$all"`) as an async sequence. Events flow only as
+    /// fast as they are consumed: the sequence grants the server credit as it
+    /// hands events out.
+    public func read(_ stream: String, from start: ReadStart? = nil, direction: ReadDirection = .forwards,
+                     maxCount: UInt64 = 0, streamPrefixes: [String] = [], eventTypes: [String] = [],
+                     timeout: Duration? = nil) -> ReadSequence {
+        var request = Strata_V1_ReadRequest()
+        request.stream = stream
+        request.backwards = direction == .backwards
+        switch start {
+        case .none: break
+        case .start: request.start = Strata_V1_Empty()
+        case .end: request.end = Strata_V1_Empty()
+        case .revision(let r): request.revision = r
+        case .position(let p): request.position = p
+        }
+        request.maxCount = maxCount
+        request.streamPrefixes = streamPrefixes
+        request.eventTypes = eventTypes
+        return ReadSequence(client: self, request: request, timeout: timeout)
+    }
+
+    /// Opens a server-streaming call (used by `ReadSequence`).
+    func openStream(_ method: String, _ request: some SwiftProtobuf.Message, timeout: Duration?) throws(RPCError) -> (ClientConnection, UInt32, PendingCall) {
+        let connection = try connection()
+        let bytes: [UInt8]
+        do {
+            bytes = try request.serializedBytes()
+        } catch {
+            throw RPCError(.internal, "cannot encode the request: \(error)")
+        }
+        let (id, call) = try connection.open(method: method, metadata: metadata, timeout: timeout, request: bytes)
+        return (connection, id, call)
+    }
+}
+
+/// Events of a read, as they arrive. Iterate once.
+public struct ReadSequence: AsyncSequence, Sendable {
+    public typealias Element = StrataClient.RecordedEvent
+    let client: StrataClient
+    let request: Strata_V1_ReadRequest
+    let timeout: Duration?
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(client: client, request: request, timeout: timeout)
+    }
+
+    public final class Iterator: AsyncIteratorProtocol {
+        private let client: StrataClient
+        private let request: Strata_V1_ReadRequest
+        private let timeout: Duration?
+        private var call: (connection: ClientConnection, id: UInt32, pending: PendingCall)?
+        private var consumed = 0
+        private var window = 0
+        private var done = false
+
+        init(client: StrataClient, request: Strata_V1_ReadRequest, timeout: Duration?) {
+            self.client = client
+            self.request = request
+            self.timeout = timeout
+        }
+
+        deinit {
+            if !done, let call { call.connection.cancel(call.id) }
+        }
+
+        public func next() async throws(StrataClient.Error) -> StrataClient.RecordedEvent? {
+            guard !done else { return nil }
+            do {
+                if call == nil {
+                    call = try client.openStream(StreamsMethod.read, request, timeout: timeout)
+                    window = call!.connection.initialWindow
+                }
+                guard let call else { return nil }
+                while true {
+                    let message = try await withTaskCancellationHandler {
+                        try await call.pending.next()
+                    } onCancel: {
+                        call.connection.cancel(call.id)
+                    }
+                    guard let message else {
+                        done = true
+                        return nil
+                    }
+                    // Return credit once half the window has been consumed.
+                    consumed += 1
+                    if consumed >= Swift.max(1, window / 2) {
+                        call.connection.grant(call.id, messages: consumed)
+                        consumed = 0
+                    }
+                    let response = try Strata_V1_ReadResponse(serializedBytes: message)
+                    switch response.content {
+                    case .event(let event): return StrataClient.RecordedEvent(event)
+                    case .endOfStream, .none: continue
+                    }
+                }
+            } catch let error as RPCError {
+                done = true
+                throw StrataClient.Error(error)
+            } catch {
+                done = true
+                throw StrataClient.Error(.internal, "\(error)")
+            }
+        }
+    }
+}

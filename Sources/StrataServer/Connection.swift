@@ -1,0 +1,530 @@
+import Dispatch
+import Foundation
+import StrataProto
+import StrataWire
+import SwiftProtobuf
+
+/// What every connection of a server shares.
+struct ConnectionEnvironment: Sendable {
+    let configuration: ServerConfiguration
+    let router: Router
+    let authorizer: any CallAuthorizer
+    let log: @Sendable (String) -> Void
+}
+
+/// One client connection: a non-blocking socket driven by a read and a write
+/// DispatchSource, the frame decoder, and the calls multiplexed on it.
+///
+/// `@unchecked Sendable`: every mutable property is confined to `queue` (all
+/// source handlers, timers and response hops run there); only `init` and
+/// `start` touch them from outside, before any handler can run.
+final class Connection: @unchecked Sendable {
+    enum Handshake { case awaitingSettings, open }
+
+    let id: UInt64
+    let peer: String
+    let queue: DispatchQueue
+    private let fd: Int32
+    private let env: ConnectionEnvironment
+    private let onClose: @Sendable (UInt64) -> Void
+
+    private var readSource: DispatchSourceRead?
+    private var writeSource: DispatchSourceWrite?
+    private var writeSourceSuspended = true
+    private var readSourceSuspended = false
+    private var cancelledSources = 0
+
+    private var decoder: FrameDecoder
+    private var handshake = Handshake.awaitingSettings
+    private var outbound: [UInt8] = []
+    private var outboundOffset = 0
+    private var calls: [UInt32: ServerCall] = [:]
+    private var lastCallID: UInt32 = 0
+    private var peerInitialWindow: Int
+    private var goingAway = false
+    private var closeWhenFlushed = false
+    private var closed = false
+    private var lastActivity = ContinuousClock.now
+    private var timers: [DispatchSourceTimer] = []
+    /// Guards `pump` against re-entry.
+    private var pumping = false
+
+    init(id: UInt64, fd: Int32, env: ConnectionEnvironment, onClose: @escaping @Sendable (UInt64) -> Void) {
+        self.id = id
+        self.fd = fd
+        self.env = env
+        self.onClose = onClose
+        self.peer = Socket.peerName(fd)
+        self.queue = DispatchQueue(label: "strata.connection.\(id)")
+        self.decoder = FrameDecoder(maxPayloadSize: env.configuration.maxFrameSize, expectPreface: true)
+        self.peerInitialWindow = Int(env.configuration.initialWindowMessages)
+    }
+
+    /// Sends the server's preface and SETTINGS and starts reading.
+    func start() {
+        queue.async { [self] in
+            let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+            read.setEventHandler { [self] in readAvailable() }
+            read.setCancelHandler { [self] in sourceCancelled() }
+            let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+            write.setEventHandler { [self] in
+                flush()
+                // The socket took bytes: streaming calls may have room again.
+                if pendingBytes <= env.configuration.maxWriteBufferBytes / 2 { pumpAll() }
+            }
+            write.setCancelHandler { [self] in sourceCancelled() }
+            readSource = read
+            writeSource = write
+            read.resume()
+
+            var settings = Strata_V1_Settings()
+            settings.maxFrameSize = env.configuration.maxFrameSize
+            settings.maxConcurrentCalls = env.configuration.maxConcurrentCallsPerConnection
+            settings.initialWindowMessages = env.configuration.initialWindowMessages
+            settings.agent = "strata-swift/1"
+            outbound.append(contentsOf: Preface.bytes)
+            send(.settings, payload: settings)
+
+            schedule(after: env.configuration.handshakeTimeout) { [self] in
+                if handshake != .open {
+                    goAway(code: .deadlineExceeded, reason: "no preface and SETTINGS within \(env.configuration.handshakeTimeout)")
+                }
+            }
+            let idle = env.configuration.idleTimeout
+            schedule(after: idle / 2, repeating: idle / 2) { [self] in
+                if calls.isEmpty && ContinuousClock.now - lastActivity >= idle {
+                    goAway(code: .ok, reason: "idle for \(idle)")
+                }
+            }
+        }
+    }
+
+    // MARK: - Shutdown
+
+    /// Graceful shutdown: GOAWAY, refuse new calls, close when in-flight
+    /// calls have finished.
+    func shutdown() {
+        queue.async { [self] in
+            guard !goingAway else { return }
+            goingAway = true
+            var goAway = Strata_V1_GoAway()
+            goAway.lastCallID = lastCallID
+            goAway.code = StatusCode.ok.rawValue
+            goAway.reason = "server shutting down"
+            send(.goAway, payload: goAway)
+            if calls.isEmpty { closeAfterFlush() }
+        }
+    }
+
+    /// Closes at once, abandoning calls.
+    func forceClose() {
+        queue.async { [self] in close(reason: "forced close") }
+    }
+
+    // MARK: - Reading
+
+    private func readAvailable() {
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while !closed && !readSourceSuspended {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                lastActivity = .now
+                buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0 ..< count])) }
+                drainFrames()
+                if count < buffer.count { return }
+            } else if count == 0 {
+                close(reason: "peer closed the connection")
+                return
+            } else {
+                let code = errno
+                if code == EAGAIN || code == EWOULDBLOCK || code == EINTR { return }
+                close(reason: "recv: \(String(cString: strerror(code)))")
+                return
+            }
+        }
+    }
+
+    private func drainFrames() {
+        while !closed {
+            let frame: Frame?
+            do {
+                frame = try decoder.next()
+            } catch {
+                let code: StatusCode = if case .frameTooLarge = error { .resourceExhausted } else { .invalidArgument }
+                env.log("connection \(id) \(peer): \(error)")
+                goAway(code: code, reason: error.description)
+                return
+            }
+            guard let frame else { return }
+            handle(frame)
+        }
+    }
+
+    // MARK: - Frames
+
+    private func handle(_ frame: Frame) {
+        if handshake == .awaitingSettings {
+            guard frame.type == .settings, !frame.flags.contains(.ack), frame.callID == 0 else {
+                goAway(code: .invalidArgument, reason: "the first frame after the preface must be SETTINGS")
+                return
+            }
+        }
+        switch frame.type {
+        case .settings: handleSettings(frame)
+        case .headers: handleHeaders(frame)
+        case .message: handleMessage(frame)
+        case .windowUpdate: handleWindowUpdate(frame)
+        case .cancel: handleCancel(frame)
+        case .ping: handlePing(frame)
+        case .goAway:
+            goingAway = true
+            if calls.isEmpty { closeAfterFlush() }
+        case .trailers:
+            goAway(code: .invalidArgument, reason: "clients do not send TRAILERS")
+        }
+    }
+
+    private func handleSettings(_ frame: Frame) {
+        guard frame.callID == 0 else {
+            goAway(code: .invalidArgument, reason: "SETTINGS must use call id 0")
+            return
+        }
+        if frame.flags.contains(.ack) { return }
+        guard let settings = decodeControl(Strata_V1_Settings.self, frame) else { return }
+        if settings.initialWindowMessages != 0 {
+            // The client may ask for a smaller initial window, never a larger one.
+            peerInitialWindow = min(Int(settings.initialWindowMessages), Int(env.configuration.initialWindowMessages))
+        }
+        handshake = .open
+        send(Frame(type: .settings, flags: .ack))
+    }
+
+    private func handleHeaders(_ frame: Frame) {
+        let callID = frame.callID
+        guard callID != 0, callID > lastCallID else {
+            goAway(code: .invalidArgument, reason: "call id \(callID) is not greater than the previous one (\(lastCallID))")
+            return
+        }
+        lastCallID = callID
+        if goingAway {
+            sendTrailers(callID, RPCError(.unavailable, "the server is shutting down; retry on a new connection"))
+            return
+        }
+        guard calls.count < Int(env.configuration.maxConcurrentCallsPerConnection) else {
+            sendTrailers(callID, RPCError(.resourceExhausted,
+                                          "more than \(env.configuration.maxConcurrentCallsPerConnection) concurrent calls on one connection"))
+            return
+        }
+        let headers: Strata_V1_CallHeaders
+        do {
+            headers = try Strata_V1_CallHeaders(serializedBytes: frame.payload)
+        } catch {
+            sendTrailers(callID, RPCError(.invalidArgument, "HEADERS payload is not a valid CallHeaders message"))
+            return
+        }
+        guard let handler = env.router.handler(for: headers.method) else {
+            sendTrailers(callID, RPCError(.unimplemented, "unknown method '\(headers.method)'"))
+            return
+        }
+        guard let tenant = headers.metadata[MetadataKey.tenant], !tenant.isEmpty else {
+            sendTrailers(callID, RPCError.invalidArgument(field: "metadata.tenant", reason: "every call names its tenant"))
+            return
+        }
+        do {
+            try env.authorizer.authorize(method: headers.method, tenant: tenant, metadata: headers.metadata)
+        } catch {
+            sendTrailers(callID, error)
+            return
+        }
+        let deadline = headers.timeoutMs > 0 ? ContinuousClock.now + .milliseconds(Int64(clamping: headers.timeoutMs)) : nil
+        let context = CallContext(method: headers.method, tenant: tenant, metadata: headers.metadata,
+                                  requestID: headers.metadata[MetadataKey.requestID], deadline: deadline, peer: peer)
+        let call = ServerCall(id: callID, handler: handler, context: context, credit: peerInitialWindow)
+        if headers.timeoutMs > 0 {
+            let timer = DispatchSource.makeTimerSource(queue: queue)
+            timer.schedule(deadline: .now() + .milliseconds(Int(clamping: headers.timeoutMs)))
+            timer.setEventHandler { [self] in
+                guard calls[callID] != nil else { return }
+                finish(callID, RPCError(.deadlineExceeded, "the call's deadline of \(headers.timeoutMs) ms passed"))
+            }
+            timer.resume()
+            call.deadlineTimer = timer
+        }
+        calls[callID] = call
+    }
+
+    private func handleMessage(_ frame: Frame) {
+        guard let call = calls[frame.callID] else {
+            // A call that already ended (deadline, refusal, cancel) may still
+            // get frames in flight; a call that never opened is an error.
+            if frame.callID == 0 || frame.callID > lastCallID {
+                goAway(code: .invalidArgument, reason: "MESSAGE for call \(frame.callID), which was never opened")
+            }
+            return
+        }
+        guard case .awaitingRequest = call.state else {
+            finish(call.id, RPCError(.invalidArgument, "this method takes one request message"))
+            return
+        }
+        guard frame.flags.contains(.endStream) else {
+            finish(call.id, RPCError(.invalidArgument, "the request MESSAGE must carry END_STREAM (methods take one request)"))
+            return
+        }
+        switch call.handler {
+        case .unary(let handler):
+            call.state = .running
+            let callID = call.id
+            handler(frame.payload, call.context) { [self] result in
+                queue.async { [self] in
+                    guard calls[callID] != nil else { return }  // deadline passed or cancelled
+                    switch result {
+                    case .success(let response):
+                        send(Frame(type: .message, callID: callID, payload: response))
+                        finish(callID, nil)
+                    case .failure(let error):
+                        finish(callID, error)
+                    }
+                }
+            }
+        case .serverStreaming(let makeSource):
+            do {
+                call.state = .streaming(try makeSource(frame.payload, call.context))
+                pump(call)
+            } catch {
+                finish(call.id, error)
+            }
+        }
+    }
+
+    private func handleWindowUpdate(_ frame: Frame) {
+        guard let update = decodeControl(Strata_V1_WindowUpdate.self, frame) else { return }
+        guard let call = calls[frame.callID] else {
+            if frame.callID == 0 || frame.callID > lastCallID {
+                goAway(code: .invalidArgument, reason: "WINDOW_UPDATE for call \(frame.callID), which was never opened")
+            }
+            return
+        }
+        // Capped so a hostile client cannot overflow the counter.
+        call.credit = min(call.credit + Int(update.messages), 1 << 30)
+        pump(call)
+    }
+
+    private func handleCancel(_ frame: Frame) {
+        guard let call = calls.removeValue(forKey: frame.callID) else { return }
+        call.end()
+        afterCallEnded()
+    }
+
+    private func handlePing(_ frame: Frame) {
+        guard frame.callID == 0, frame.payload.count == 8 else {
+            goAway(code: .invalidArgument, reason: "PING must use call id 0 and carry 8 bytes")
+            return
+        }
+        if !frame.flags.contains(.ack) {
+            send(Frame(type: .ping, flags: .ack, payload: frame.payload))
+        }
+    }
+
+    private func decodeControl<M: SwiftProtobuf.Message>(_ type: M.Type, _ frame: Frame) -> M? {
+        do {
+            return try M(serializedBytes: frame.payload)
+        } catch {
+            goAway(code: .invalidArgument, reason: "\(frame.type) payload is not a valid \(M.protoMessageName)")
+            return nil
+        }
+    }
+
+    // MARK: - Streaming
+
+    /// Sends what the call's credit and the write buffer allow.
+    private func pump(_ call: ServerCall) {
+        guard case .streaming(let source) = call.state, !pumping else { return }
+        pumping = true
+        defer { pumping = false }
+        while call.credit > 0 && pendingBytes < env.configuration.maxWriteBufferBytes && !closed {
+            let batch: (messages: [[UInt8]], finished: Bool)
+            do {
+                batch = try source.next(max: call.credit)
+            } catch {
+                finish(call.id, error)
+                return
+            }
+            for message in batch.messages {
+                send(Frame(type: .message, callID: call.id, payload: message))
+            }
+            call.credit -= batch.messages.count
+            if batch.finished {
+                finish(call.id, nil)
+                return
+            }
+            if batch.messages.isEmpty { return }
+        }
+    }
+
+    private func pumpAll() {
+        for call in calls.values.sorted(by: { $0.id < $1.id }) {
+            guard pendingBytes < env.configuration.maxWriteBufferBytes else { return }
+            pump(call)
+        }
+    }
+
+    // MARK: - Ending calls
+
+    /// Ends a call with OK (nil) or an error, and forgets it.
+    private func finish(_ callID: UInt32, _ error: RPCError?) {
+        guard let call = calls.removeValue(forKey: callID) else { return }
+        call.end()
+        sendTrailers(callID, error)
+        if let error, error.code != .ok {
+            env.log("call \(callID) \(call.context.method) tenant=\(call.context.tenant) request-id=\(call.context.requestID ?? "-") failed: \(error)")
+        }
+        afterCallEnded()
+    }
+
+    private func afterCallEnded() {
+        if goingAway && calls.isEmpty { closeAfterFlush() }
+    }
+
+    private func sendTrailers(_ callID: UInt32, _ error: RPCError?) {
+        send(.trailers, callID: callID, payload: error?.trailers ?? Strata_V1_Trailers())
+    }
+
+    /// Sends GOAWAY with a reason and closes once it is written.
+    private func goAway(code: StatusCode, reason: String) {
+        guard !closed else { return }
+        var goAway = Strata_V1_GoAway()
+        goAway.lastCallID = lastCallID
+        goAway.code = code.rawValue
+        goAway.reason = reason
+        send(.goAway, payload: goAway)
+        if code != .ok { env.log("connection \(id) \(peer): GOAWAY \(code): \(reason)") }
+        for call in calls.values { call.end() }
+        calls.removeAll()
+        goingAway = true
+        closeAfterFlush()
+    }
+
+    // MARK: - Writing
+
+    private var pendingBytes: Int { outbound.count - outboundOffset }
+
+    private func send(_ type: FrameType, callID: UInt32 = 0, payload: some SwiftProtobuf.Message) {
+        let bytes: [UInt8] = (try? payload.serializedBytes()) ?? []
+        send(Frame(type: type, callID: callID, payload: bytes))
+    }
+
+    private func send(_ frame: Frame) {
+        guard !closed else { return }
+        frame.encode(into: &outbound)
+        flush()
+    }
+
+    /// Writes as much as the socket takes; waits for writability otherwise.
+    private func flush() {
+        guard !closed else { return }
+        while pendingBytes > 0 {
+            let written = outbound.withUnsafeBytes { bytes in
+                Glibc.send(fd, bytes.baseAddress! + outboundOffset, pendingBytes, Int32(MSG_NOSIGNAL))
+            }
+            if written > 0 {
+                outboundOffset += written
+            } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                break
+            } else {
+                close(reason: "send: \(String(cString: strerror(errno)))")
+                return
+            }
+        }
+        if pendingBytes == 0 {
+            outbound.removeAll(keepingCapacity: outbound.capacity <= 1 << 20)
+            outboundOffset = 0
+            if !writeSourceSuspended {
+                writeSource?.suspend()
+                writeSourceSuspended = true
+            }
+            if closeWhenFlushed {
+                close(reason: "closed after GOAWAY")
+                return
+            }
+        } else {
+            if outboundOffset > 1 << 20 {
+                outbound.removeFirst(outboundOffset)
+                outboundOffset = 0
+            }
+            if writeSourceSuspended {
+                writeSource?.resume()
+                writeSourceSuspended = false
+            }
+        }
+        applyBackpressure()
+    }
+
+    /// Stops reading requests while the client is not reading responses, and
+    /// resumes once the buffer drains to half. (Streaming calls are refilled
+    /// by the write source's handler, never from inside a send.)
+    private func applyBackpressure() {
+        let limit = env.configuration.maxWriteBufferBytes
+        if pendingBytes >= limit && !readSourceSuspended {
+            readSource?.suspend()
+            readSourceSuspended = true
+        } else if pendingBytes <= limit / 2 && readSourceSuspended {
+            readSource?.resume()
+            readSourceSuspended = false
+        }
+    }
+
+    private func closeAfterFlush() {
+        closeWhenFlushed = true
+        if pendingBytes == 0 { close(reason: "closed after GOAWAY") }
+    }
+
+    // MARK: - Closing
+
+    private func close(reason: String) {
+        guard !closed else { return }
+        closed = true
+        for call in calls.values { call.end() }
+        calls.removeAll()
+        for timer in timers { timer.cancel() }
+        timers.removeAll()
+        // Cancelled sources must be resumed for their cancel handlers to run;
+        // the descriptor is closed only after both have been cancelled.
+        if readSourceSuspended { readSource?.resume(); readSourceSuspended = false }
+        if writeSourceSuspended { writeSource?.resume(); writeSourceSuspended = false }
+        readSource?.cancel()
+        writeSource?.cancel()
+        if readSource == nil && writeSource == nil { finishClose() }
+    }
+
+    private func sourceCancelled() {
+        cancelledSources += 1
+        if cancelledSources == 2 {
+            readSource?.setEventHandler(handler: nil)
+            writeSource?.setEventHandler(handler: nil)
+            readSource = nil
+            writeSource = nil
+            finishClose()
+        }
+    }
+
+    private func finishClose() {
+        Glibc.close(fd)
+        onClose(id)
+    }
+
+    private func schedule(after delay: Duration, repeating: Duration? = nil, _ body: @escaping @Sendable () -> Void) {
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        if let repeating {
+            timer.schedule(deadline: .now() + delay.seconds, repeating: repeating.seconds)
+        } else {
+            timer.schedule(deadline: .now() + delay.seconds)
+        }
+        timer.setEventHandler(handler: body)
+        timer.resume()
+        timers.append(timer)
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,35 @@
+import StrataWire
+
+/// A server-streaming response produced on demand: the connection asks for
+/// at most `max` messages whenever it has credit and buffer room, on its own
+/// queue, so a slow client is never sent more than it granted.
+public protocol ServerStreamSource: AnyObject {
+    /// Up to `max` (≥ 1) encoded messages, and whether the stream is complete.
+    /// Throwing ends the call with that status.
+    func next(max: Int) throws(RPCError) -> (messages: [[UInt8]], finished: Bool)
+}
+
+/// How a method is served.
+public enum MethodHandler: Sendable {
+    /// One request, one response. The handler calls `respond` exactly once,
+    /// from any thread.
+    case unary(@Sendable (_ request: [UInt8], _ context: CallContext,
+                          _ respond: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void) -> Void)
+    /// One request, a stream of responses pulled by the connection.
+    case serverStreaming(@Sendable (_ request: [UInt8], _ context: CallContext) throws(RPCError) -> any ServerStreamSource)
+}
+
+/// Method path → handler.
+public struct Router: Sendable {
+    private var handlers: [String: MethodHandler] = [:]
+
+    public init() {}
+
+    public mutating func register(_ method: String, _ handler: MethodHandler) {
+        handlers[method] = handler
+    }
+
+    public func handler(for method: String) -> MethodHandler? { handlers[method] }
+
+    public var methods: [String] { handlers.keys.sorted() }
+}

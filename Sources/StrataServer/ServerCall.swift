@@ -1,0 +1,36 @@
+import Dispatch
+import StrataWire
+
+/// One call on a connection. Confined to the connection's queue.
+final class ServerCall {
+    enum State {
+        /// Headers accepted; waiting for the request message.
+        case awaitingRequest
+        /// A unary handler is running; its response hops back to the queue.
+        case running
+        /// A server-streaming call sending within its credit.
+        case streaming(any ServerStreamSource)
+    }
+
+    let id: UInt32
+    let handler: MethodHandler
+    let context: CallContext
+    var state: State = .awaitingRequest
+    /// Messages the client has granted for a streaming response.
+    var credit: Int
+    var deadlineTimer: DispatchSourceTimer?
+
+    init(id: UInt32, handler: MethodHandler, context: CallContext, credit: Int) {
+        self.id = id
+        self.handler = handler
+        self.context = context
+        self.credit = credit
+    }
+
+    /// Stops the deadline timer and drops the stream source (releasing its tenant lease).
+    func end() {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        state = .running
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import StrataProto
+import StrataStorage
+import StrataWire
+
+extension ExpectedRevision {
+    var proto: Strata_V1_ExpectedRevision {
+        var out = Strata_V1_ExpectedRevision()
+        switch self {
+        case .any: out.any = Strata_V1_Empty()
+        case .noStream: out.noStream = Strata_V1_Empty()
+        case .streamExists: out.streamExists = Strata_V1_Empty()
+        case .exact(let revision): out.exact = revision
+        }
+        return out
+    }
+
+    /// Unset means `.any`.
+    init(proto: Strata_V1_ExpectedRevision?) {
+        switch proto?.kind {
+        case .none, .any: self = .any
+        case .noStream: self = .noStream
+        case .streamExists: self = .streamExists
+        case .exact(let revision): self = .exact(revision)
+        }
+    }
+}
+
+extension ActualRevision {
+    var proto: Strata_V1_ActualRevision {
+        var out = Strata_V1_ActualRevision()
+        switch self {
+        case .noStream: out.noStream = Strata_V1_Empty()
+        case .deleted(let last): out.deletedLastRevision = last
+        case .revision(let revision): out.revision = revision
+        }
+        return out
+    }
+}
+
+extension RPCError {
+    /// The status for a storage error (PROTOCOL.md, "Status codes").
+    init(_ error: StorageError) {
+        var detail = Strata_V1_ErrorDetail()
+        switch error {
+        case let .wrongExpectedRevision(stream, expected, actual):
+            var d = Strata_V1_WrongExpectedRevision()
+            d.stream = stream
+            d.expected = expected.proto
+            d.actual = actual.proto
+            detail.wrongExpectedRevision = d
+            self.init(.failedPrecondition, error.description, detail: detail)
+        case .streamNotFound(let stream):
+            var d = Strata_V1_StreamNotFound()
+            d.stream = stream
+            detail.streamNotFound = d
+            self.init(.notFound, error.description, detail: detail)
+        case .streamDeleted(let stream):
+            var d = Strata_V1_StreamDeleted()
+            d.stream = stream
+            detail.streamDeleted = d
+            self.init(.notFound, error.description, detail: detail)
+        case let .invalidStreamName(stream, reason):
+            self = .invalidArgument(field: "stream", reason: "'\(stream)': \(reason)", message: error.description)
+        case let .invalidEvent(_, index, reason):
+            self = .invalidArgument(field: "events[\(index)]", reason: reason, message: error.description)
+        case let .eventTooLarge(_, index, size, limit):
+            self = .invalidArgument(field: "events[\(index)]", reason: "\(size) bytes; the limit is \(limit)", message: error.description)
+        case let .tooManyEvents(count, limit):
+            self = .invalidArgument(field: "events", reason: "\(count) events; the limit is \(limit)", message: error.description)
+        case .duplicateEventID(let id):
+            self = .invalidArgument(field: "events", reason: "event id \(id) appears twice", message: error.description)
+        case .duplicateStream(let stream):
+            self = .invalidArgument(field: "writes", reason: "stream '\(stream)' appears twice", message: error.description)
+        case let .eventIDConflict(id, stream, revision):
+            var d = Strata_V1_EventIdConflict()
+            d.eventID = id.uuidString.lowercased()
+            d.storedStream = stream
+            d.storedRevision = revision
+            detail.eventIDConflict = d
+            self.init(.alreadyExists, error.description, detail: detail)
+        case let .quotaExceeded(_, mapSize):
+            var d = Strata_V1_QuotaExceeded()
+            d.limit = "tenant-map-size"
+            d.value = UInt64(mapSize)
+            detail.quotaExceeded = d
+            self.init(.resourceExhausted, error.description, detail: detail)
+        case .invalidTenantName:
+            self = .invalidArgument(field: "metadata.tenant", reason: error.description, message: error.description)
+        case .tenantNotFound:
+            self.init(.notFound, error.description)
+        case .tenantExists:
+            self.init(.alreadyExists, error.description)
+        case .closed:
+            self.init(.unavailable, error.description)
+        case .newerSchema, .corrupt:
+            self.init(.dataLoss, error.description)
+        case .lmdb:
+            self.init(.internal, error.description)
+        }
+    }
+
+    /// Any error from a handler: storage errors map as above, RPC errors pass.
+    init(any error: any Error) {
+        switch error {
+        case let error as RPCError: self = error
+        case let error as StorageError: self.init(error)
+        default: self.init(.internal, "\(error)")
+        }
+    }
+
+    static func invalidArgument(field: String, reason: String, message: String? = nil) -> RPCError {
+        var d = Strata_V1_InvalidArgument()
+        d.field = field
+        d.reason = reason
+        var detail = Strata_V1_ErrorDetail()
+        detail.invalidArgument = d
+        return RPCError(.invalidArgument, message ?? "\(field): \(reason)", detail: detail)
+    }
+}

@@ -1,0 +1,130 @@
+import Dispatch
+import Foundation
+import StrataStorage
+import StrataWire
+
+/// The Strata server: a listening socket, its connections, and the router
+/// they share.
+///
+/// `@unchecked Sendable`: `listenFD`, `acceptSource`, `connections`,
+/// `nextConnectionID` and `stopping` are confined to `queue`.
+public final class StrataServer: @unchecked Sendable {
+    public let configuration: ServerConfiguration
+    private let env: ConnectionEnvironment
+    private let queue = DispatchQueue(label: "strata.server.accept")
+    private var listenFD: Int32 = -1
+    private var acceptSource: DispatchSourceRead?
+    private var connections: [UInt64: Connection] = [:]
+    private var nextConnectionID: UInt64 = 1
+    private var stopping = false
+    private let allClosed = DispatchGroup()
+
+    public init(configuration: ServerConfiguration, router: Router,
+                authorizer: any CallAuthorizer = DevelopmentAuthorizer(),
+                log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("strata: " + $0 + "\n").utf8)) }) {
+        self.configuration = configuration
+        self.env = ConnectionEnvironment(configuration: configuration, router: router, authorizer: authorizer, log: log)
+    }
+
+    /// A server with the Streams service on `engine`.
+    public convenience init(configuration: ServerConfiguration, engine: StorageEngine,
+                            authorizer: any CallAuthorizer = DevelopmentAuthorizer(),
+                            log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("strata: " + $0 + "\n").utf8)) }) {
+        var router = Router()
+        StreamsService(engine: engine, readPageSize: configuration.readPageSize).register(in: &router)
+        self.init(configuration: configuration, router: router, authorizer: authorizer, log: log)
+    }
+
+    /// Binds and starts accepting. Returns the bound port (useful with port 0).
+    @discardableResult
+    public func start() throws(SocketError) -> UInt16 {
+        // A vanished peer must not kill the process (sends also use MSG_NOSIGNAL).
+        signal(SIGPIPE, SIG_IGN)
+        let (fd, port) = try Socket.listen(host: configuration.host, port: configuration.port, backlog: 512)
+        queue.sync {
+            listenFD = fd
+            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+            source.setEventHandler { [self] in acceptAll() }
+            source.setCancelHandler { Glibc.close(fd) }
+            acceptSource = source
+            source.resume()
+        }
+        return port
+    }
+
+    /// Open connections now.
+    public var connectionCount: Int { queue.sync { connections.count } }
+
+    private func acceptAll() {
+        while true {
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                if errno != EAGAIN && errno != EWOULDBLOCK { env.log("accept: \(String(cString: strerror(errno)))") }
+                return
+            }
+            if stopping || connections.count >= configuration.maxConnections {
+                refuse(fd, reason: stopping ? "server shutting down" : "too many connections (limit \(configuration.maxConnections))")
+                continue
+            }
+            do {
+                try Socket.setNonBlocking(fd)
+            } catch {
+                Glibc.close(fd)
+                continue
+            }
+            Socket.setNoDelay(fd)
+            let id = nextConnectionID
+            nextConnectionID += 1
+            allClosed.enter()
+            let connection = Connection(id: id, fd: fd, env: env) { [self] id in
+                queue.async { [self] in
+                    if connections.removeValue(forKey: id) != nil { allClosed.leave() }
+                }
+            }
+            connections[id] = connection
+            connection.start()
+        }
+    }
+
+    /// Answers a connection over the limit with the preface and a GOAWAY
+    /// (RESOURCE_EXHAUSTED or UNAVAILABLE) and closes it, without reading.
+    private func refuse(_ fd: Int32, reason: String) {
+        var goAway = Strata_V1_GoAwayWire.make(code: stopping ? .unavailable : .resourceExhausted, reason: reason)
+        _ = goAway.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        Glibc.close(fd)
+        env.log("refused a connection: \(reason)")
+    }
+
+    /// Graceful shutdown: stop accepting, GOAWAY every connection, let
+    /// in-flight calls finish (new calls get UNAVAILABLE), and close. After
+    /// `shutdownGracePeriod` the remaining connections are closed. Blocks.
+    public func shutdown() {
+        let open: [Connection] = queue.sync {
+            stopping = true
+            acceptSource?.cancel()
+            acceptSource = nil
+            return Array(connections.values)
+        }
+        for connection in open { connection.shutdown() }
+        if allClosed.wait(timeout: .now() + configuration.shutdownGracePeriod.seconds) == .timedOut {
+            let remaining: [Connection] = queue.sync { Array(connections.values) }
+            env.log("shutdown: closing \(remaining.count) connection(s) still busy after \(configuration.shutdownGracePeriod)")
+            for connection in remaining { connection.forceClose() }
+            _ = allClosed.wait(timeout: .now() + 5)
+        }
+    }
+}
+
+import StrataProto
+
+/// Bytes of a preface plus a GOAWAY frame, for refusing a connection.
+enum Strata_V1_GoAwayWire {
+    static func make(code: StatusCode, reason: String) -> [UInt8] {
+        var goAway = Strata_V1_GoAway()
+        goAway.code = code.rawValue
+        goAway.reason = reason
+        let payload: [UInt8] = (try? goAway.serializedBytes()) ?? []
+        return Preface.bytes + Frame(type: .goAway, payload: payload).encoded
+    }
+}

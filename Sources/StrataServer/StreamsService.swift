@@ -1,0 +1,330 @@
+import Foundation
+import StrataProto
+import StrataStorage
+import StrataWire
+import SwiftProtobuf
+
+/// The Streams service on the storage engine. Appends go through the
+/// tenant's group commit without blocking a thread; reads run synchronously
+/// (they are short, bounded pages) on the caller's queue.
+public struct StreamsService: Sendable {
+    let engine: StorageEngine
+    let readPageSize: Int
+
+    public init(engine: StorageEngine, readPageSize: Int = 512) {
+        self.engine = engine
+        self.readPageSize = readPageSize
+    }
+
+    public func register(in router: inout Router) {
+        router.register(StreamsMethod.append, .unary { request, context, respond in
+            self.append(request, context, respond)
+        })
+        router.register(StreamsMethod.appendMulti, .unary { request, context, respond in
+            self.appendMulti(request, context, respond)
+        })
+        router.register(StreamsMethod.getStreamInfo, .unary { request, context, respond in
+            respond(Result { () throws(RPCError) in try self.streamInfo(request, context) })
+        })
+        router.register(StreamsMethod.deleteStream, .unary { request, context, respond in
+            self.deleteStream(request, context, respond)
+        })
+        router.register(StreamsMethod.read, .serverStreaming { request, context throws(RPCError) in
+            try self.read(request, context)
+        })
+    }
+
+    // MARK: - Decoding helpers
+
+    static func decode<M: SwiftProtobuf.Message>(_ type: M.Type, _ bytes: [UInt8]) throws(RPCError) -> M {
+        do {
+            return try M(serializedBytes: bytes)
+        } catch {
+            throw RPCError(.invalidArgument, "request is not a valid \(M.protoMessageName): \(error)")
+        }
+    }
+
+    static func encode(_ message: some SwiftProtobuf.Message) -> Result<[UInt8], RPCError> {
+        do {
+            return .success(try message.serializedBytes())
+        } catch {
+            return .failure(RPCError(.internal, "cannot encode response: \(error)"))
+        }
+    }
+
+    func lease(_ context: CallContext) throws(RPCError) -> TenantLease {
+        do {
+            return try engine.lease(context.tenant)
+        } catch {
+            throw RPCError(error)
+        }
+    }
+
+    static func write(from request: Strata_V1_AppendRequest, index: Int? = nil) throws(RPCError) -> StreamWrite {
+        var events: [ProposedEvent] = []
+        events.reserveCapacity(request.events.count)
+        for (i, event) in request.events.enumerated() {
+            let id: UUID
+            if event.id.isEmpty {
+                id = UUID.timeOrdered()
+            } else if event.id.count == 16 {
+                id = event.id.withUnsafeBytes { UUID(uuid: $0.loadUnaligned(as: uuid_t.self)) }
+            } else {
+                let prefix = index.map { "writes[\($0)]." } ?? ""
+                throw RPCError.invalidArgument(field: "\(prefix)events[\(i)].id", reason: "an event id has 16 bytes, not \(event.id.count)")
+            }
+            events.append(ProposedEvent(id: id, type: event.type,
+                                        contentType: event.contentType.isEmpty ? "application/json" : event.contentType,
+                                        data: event.data, metadata: event.metadata))
+        }
+        return StreamWrite(stream: request.stream, expected: ExpectedRevision(proto: request.hasExpected ? request.expected : nil),
+                           events: events)
+    }
+
+    static func proto(_ result: AppendResult) -> Strata_V1_AppendResult {
+        var out = Strata_V1_AppendResult()
+        out.stream = result.stream
+        out.firstRevision = result.firstRevision
+        out.lastRevision = result.lastRevision
+        out.firstPosition = result.firstPosition
+        out.lastPosition = result.lastPosition
+        out.recordedAt = result.recordedAt
+        out.replayed = result.replayed
+        return out
+    }
+
+    static func proto(_ event: RecordedEvent) -> Strata_V1_RecordedEvent {
+        var out = Strata_V1_RecordedEvent()
+        out.id = withUnsafeBytes(of: event.id.uuid) { Data($0) }
+        out.stream = event.stream
+        out.revision = event.revision
+        out.position = event.position
+        out.type = event.type
+        out.contentType = event.contentType
+        out.data = event.data
+        out.metadata = event.metadata
+        out.recordedAt = event.recordedAt
+        return out
+    }
+
+    // MARK: - Methods
+
+    func append(_ bytes: [UInt8], _ context: CallContext, _ respond: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void) {
+        do throws(RPCError) {
+            let request = try Self.decode(Strata_V1_AppendRequest.self, bytes)
+            let write = try Self.write(from: request)
+            let lease = try lease(context)
+            lease.store.submitAppend([write]) { result in
+                lease.release()
+                switch result {
+                case .success(let results):
+                    var response = Strata_V1_AppendResponse()
+                    response.result = Self.proto(results[0])
+                    respond(Self.encode(response))
+                case .failure(let error):
+                    respond(.failure(RPCError(error)))
+                }
+            }
+        } catch {
+            respond(.failure(error))
+        }
+    }
+
+    func appendMulti(_ bytes: [UInt8], _ context: CallContext, _ respond: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void) {
+        do throws(RPCError) {
+            let request = try Self.decode(Strata_V1_AppendMultiRequest.self, bytes)
+            var writes: [StreamWrite] = []
+            for (index, write) in request.writes.enumerated() {
+                writes.append(try Self.write(from: write, index: index))
+            }
+            let lease = try lease(context)
+            lease.store.submitAppend(writes) { result in
+                lease.release()
+                switch result {
+                case .success(let results):
+                    var response = Strata_V1_AppendMultiResponse()
+                    response.results = results.map(Self.proto)
+                    respond(Self.encode(response))
+                case .failure(let error):
+                    respond(.failure(RPCError(error)))
+                }
+            }
+        } catch {
+            respond(.failure(error))
+        }
+    }
+
+    func streamInfo(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> [UInt8] {
+        let request = try Self.decode(Strata_V1_GetStreamInfoRequest.self, bytes)
+        let lease = try lease(context)
+        defer { lease.release() }
+        do {
+            let info = try lease.store.streamInfo(request.stream)
+            var response = Strata_V1_GetStreamInfoResponse()
+            response.stream = info.stream
+            response.lastRevision = info.lastRevision
+            response.firstVisibleRevision = info.firstVisibleRevision
+            response.deleted = info.isDeleted
+            response.createdAt = info.createdAt
+            response.lastRecordedAt = info.lastRecordedAt
+            response.deletedAt = info.deletedAt ?? 0
+            return try Self.encode(response).get()
+        } catch let error as StorageError {
+            throw RPCError(error)
+        } catch {
+            throw error as? RPCError ?? RPCError(.internal, "\(error)")
+        }
+    }
+
+    func deleteStream(_ bytes: [UInt8], _ context: CallContext, _ respond: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void) {
+        do throws(RPCError) {
+            let request = try Self.decode(Strata_V1_DeleteStreamRequest.self, bytes)
+            let lease = try lease(context)
+            let expected = ExpectedRevision(proto: request.hasExpected ? request.expected : nil)
+            let store = lease.store
+            Task {
+                defer { lease.release() }
+                do {
+                    try await store.deleteStream(request.stream, expected: expected)
+                    respond(Self.encode(Strata_V1_DeleteStreamResponse()))
+                } catch let error as StorageError {
+                    respond(.failure(RPCError(error)))
+                } catch {
+                    respond(.failure(RPCError(.internal, "\(error)")))
+                }
+            }
+        } catch {
+            respond(.failure(error))
+        }
+    }
+
+    func read(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> any ServerStreamSource {
+        let request = try Self.decode(Strata_V1_ReadRequest.self, bytes)
+        let lease = try lease(context)
+        let limit = request.maxCount == 0 ? UInt64.max : request.maxCount
+        if request.stream == "$all" {
+            let start: AllReadStart
+            switch request.from {
+            case .none: start = request.backwards ? .end : .start
+            case .start: start = .start
+            case .end: start = .end
+            case .position(let p): start = .position(p)
+            case .revision:
+                lease.release()
+                throw RPCError.invalidArgument(field: "from", reason: "$all reads start from a position, not a revision")
+            }
+            return allSource(lease: lease, start: start, backwards: request.backwards, limit: limit,
+                             filter: EventFilter(streamPrefixes: request.streamPrefixes, eventTypes: request.eventTypes))
+        }
+        guard request.streamPrefixes.isEmpty && request.eventTypes.isEmpty else {
+            lease.release()
+            throw RPCError.invalidArgument(field: "stream_prefixes", reason: "filters apply to $all reads only")
+        }
+        let start: StreamReadStart
+        switch request.from {
+        case .none: start = request.backwards ? .end : .start
+        case .start: start = .start
+        case .end: start = .end
+        case .revision(let r): start = .revision(r)
+        case .position:
+            lease.release()
+            throw RPCError.invalidArgument(field: "from", reason: "stream reads start from a revision, not a position")
+        }
+        // Check the stream now, so a missing or deleted stream fails the call
+        // before any message is sent.
+        do {
+            _ = try lease.store.readStream(request.stream, from: start, direction: request.backwards ? .backwards : .forwards, maxCount: 0)
+        } catch {
+            lease.release()
+            throw RPCError(error)
+        }
+        return streamSource(lease: lease, stream: request.stream, start: start, backwards: request.backwards, limit: limit)
+    }
+}
+
+/// A read served page by page on demand: at most `max` messages per pull,
+/// then an end-of-stream message once the read is exhausted (also within
+/// `max`). Used only on its connection's queue.
+final class PagedReadSource: ServerStreamSource {
+    /// Reads up to `count` more events; returns them and whether the read is
+    /// exhausted.
+    typealias ReadPage = (_ count: Int) throws(RPCError) -> (events: [RecordedEvent], exhausted: Bool)
+
+    private let lease: TenantLease
+    private let readPage: ReadPage
+    private let pageSize: Int
+    private var remaining: UInt64
+    private var exhausted = false
+    private var endSent = false
+
+    init(lease: TenantLease, limit: UInt64, pageSize: Int, readPage: @escaping ReadPage) {
+        self.lease = lease
+        self.remaining = limit
+        self.pageSize = pageSize
+        self.readPage = readPage
+    }
+
+    deinit { lease.release() }
+
+    func next(max: Int) throws(RPCError) -> (messages: [[UInt8]], finished: Bool) {
+        var messages: [[UInt8]] = []
+        if !exhausted && remaining > 0 {
+            let count = Int(min(UInt64(min(max, pageSize)), remaining))
+            let page = try readPage(count)
+            messages.reserveCapacity(page.events.count + 1)
+            for event in page.events {
+                var response = Strata_V1_ReadResponse()
+                response.event = StreamsService.proto(event)
+                messages.append(try StreamsService.encode(response).get())
+            }
+            remaining -= UInt64(page.events.count)
+            exhausted = page.exhausted
+        }
+        if remaining == 0 && !exhausted {
+            // max_count reached: no end-of-stream marker, the read simply ends.
+            return (messages, true)
+        }
+        if exhausted && !endSent && messages.count < max {
+            var end = Strata_V1_ReadResponse()
+            end.endOfStream = Strata_V1_Empty()
+            messages.append(try StreamsService.encode(end).get())
+            endSent = true
+        }
+        return (messages, endSent)
+    }
+}
+
+extension StreamsService {
+    func allSource(lease: TenantLease, start: AllReadStart, backwards: Bool, limit: UInt64, filter: EventFilter) -> PagedReadSource {
+        var next: AllReadStart? = start
+        let store = lease.store
+        let pageSize = readPageSize
+        return PagedReadSource(lease: lease, limit: limit, pageSize: pageSize) { count throws(RPCError) in
+            guard let from = next else { return ([], true) }
+            do {
+                // The scan limit keeps one pull's work bounded when a filter skips a lot.
+                let slice = try store.readAll(from: from, direction: backwards ? .backwards : .forwards,
+                                              maxCount: count, filter: filter, scanLimit: pageSize * 16)
+                next = slice.nextPosition.map { .position($0) }
+                return (slice.events, next == nil)
+            } catch {
+                throw RPCError(any: error)
+            }
+        }
+    }
+
+    func streamSource(lease: TenantLease, stream: String, start: StreamReadStart, backwards: Bool, limit: UInt64) -> PagedReadSource {
+        var next: StreamReadStart? = start
+        let store = lease.store
+        return PagedReadSource(lease: lease, limit: limit, pageSize: readPageSize) { count throws(RPCError) in
+            guard let from = next else { return ([], true) }
+            do {
+                let slice = try store.readStream(stream, from: from, direction: backwards ? .backwards : .forwards, maxCount: count)
+                next = slice.nextRevision.map { .revision($0) }
+                return (slice.events, next == nil)
+            } catch {
+                throw RPCError(any: error)
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import StrataProto
+
+/// A call's failure as it travels in TRAILERS: a canonical status code, a
+/// message for people and, where useful, structured details for programs.
+public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: StatusCode
+    public var message: String
+    public var detail: Strata_V1_ErrorDetail?
+
+    public init(_ code: StatusCode, _ message: String, detail: Strata_V1_ErrorDetail? = nil) {
+        self.code = code
+        self.message = message
+        self.detail = detail
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// The TRAILERS payload for this error.
+    public var trailers: Strata_V1_Trailers {
+        var trailers = Strata_V1_Trailers()
+        trailers.code = code.rawValue
+        trailers.message = message
+        if let detail { trailers.detail = detail }
+        return trailers
+    }
+
+    /// The error a TRAILERS payload describes, or nil for OK.
+    public init?(trailers: Strata_V1_Trailers) {
+        guard trailers.code != 0 else { return nil }
+        self.init(StatusCode(rawValue: trailers.code) ?? .unknown, trailers.message,
+                  detail: trailers.hasDetail ? trailers.detail : nil)
+    }
+}
+
+/// Metadata keys every implementation understands (PROTOCOL.md, "Metadata").
+public enum MetadataKey {
+    public static let tenant = "tenant"
+    public static let authorization = "authorization"
+    public static let requestID = "request-id"
+}
+
+/// Method paths of the Streams service.
+public enum StreamsMethod {
+    public static let append = "/strata.v1.Streams/Append"
+    public static let appendMulti = "/strata.v1.Streams/AppendMulti"
+    public static let read = "/strata.v1.Streams/Read"
+    public static let getStreamInfo = "/strata.v1.Streams/GetStreamInfo"
+    public static let deleteStream = "/strata.v1.Streams/DeleteStream"
+}
+
+/// Protocol defaults (PROTOCOL.md, "Settings"): what a 0 in SETTINGS means.
+public enum ProtocolDefaults {
+    public static let maxFrameSize: UInt32 = 4 << 20
+    public static let maxConcurrentCalls: UInt32 = 100
+    public static let initialWindowMessages: UInt32 = 256
+}

@@ -1,0 +1,147 @@
+import ArgumentParser
+import Foundation
+import StrataClient
+
+/// Where and as whom the client commands connect.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Server address (env STRATA_HOST).") var host: String?
+    @Option(help: "Server port (env STRATA_PORT).") var port: UInt16?
+    @Option(help: "Tenant (env STRATA_TENANT).") var tenant: String?
+    @Option(help: "API key (env STRATA_API_KEY).") var apiKey: String?
+    @Flag(help: "Print JSON instead of text.") var json = false
+
+    func connect() async throws -> StrataClient {
+        let env = ProcessInfo.processInfo.environment
+        let port = port ?? env["STRATA_PORT"].flatMap(UInt16.init) ?? 7070
+        return try await StrataClient.connect(host: host ?? env["STRATA_HOST"] ?? "127.0.0.1", port: port,
+                                              tenant: tenant ?? env["STRATA_TENANT"] ?? "default",
+                                              apiKey: apiKey ?? env["STRATA_API_KEY"] ?? "dev")
+    }
+}
+
+/// Turns client errors into one clear line and a non-zero exit.
+func runClient(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as StrataClient.Error {
+        FileHandle.standardError.write(Data("strata: \(error.code): \(error.message)\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+func parseExpected(_ text: String) throws -> StrataClient.ExpectedRevision {
+    switch text {
+    case "any": return .any
+    case "no-stream": return .noStream
+    case "exists", "stream-exists": return .streamExists
+    default:
+        guard let revision = UInt64(text) else {
+            throw ValidationError("--expected takes any, no-stream, exists or a revision number, not '\(text)'")
+        }
+        return .exact(revision)
+    }
+}
+
+func printJSON(_ object: [String: Any]) {
+    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+struct AppendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "append", abstract: "Append one event to a stream.")
+    @Argument(help: "Stream name.") var stream: String
+    @Argument(help: "Event type.") var type: String
+    @Argument(help: "Event data (JSON).") var data: String
+    @Option(help: "Expected revision: any, no-stream, exists, or a revision number.") var expected = "any"
+    @Option(help: "Event id (UUID) to make a retry idempotent; default: a new time-ordered id.") var id: String?
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        guard (try? JSONSerialization.jsonObject(with: Data(data.utf8), options: [.fragmentsAllowed])) != nil else {
+            throw ValidationError("the event data is not valid JSON: \(data)")
+        }
+        let expectation = try parseExpected(expected)
+        var eventID = StrataClient.makeEventID()
+        if let id {
+            guard let parsed = UUID(uuidString: id) else { throw ValidationError("--id is not a UUID: \(id)") }
+            eventID = parsed
+        }
+        try await runClient {
+            let client = try await connection.connect()
+            defer { client.close() }
+            let result = try await client.append(to: stream, expected: expectation,
+                                                 events: [.init(id: eventID, type: type, data: Data(data.utf8))])
+            if connection.json {
+                printJSON(["stream": result.stream, "revision": result.lastRevision, "position": result.lastPosition,
+                           "recordedAt": result.recordedAt, "replayed": result.replayed])
+            } else {
+                print("appended to \(result.stream): revision \(result.lastRevision), position \(result.lastPosition)\(result.replayed ? " (already stored: replayed)" : "")")
+            }
+        }
+    }
+}
+
+struct ReadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "read", abstract: "Read a stream or $all.")
+    @Argument(help: "Stream name, or $all.") var stream: String
+    @Flag(help: "Read backwards.") var backwards = false
+    @Option(help: "Start at this revision (stream) or position ($all).") var from: UInt64?
+    @Option(help: "Most events to print.") var count: UInt64 = 100
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        try await runClient {
+            let client = try await connection.connect()
+            defer { client.close() }
+            let start: StrataClient.ReadStart? = from.map { stream == "$all" ? .position($0) : .revision($0) }
+            for try await event in client.read(stream, from: start, direction: backwards ? .backwards : .forwards, maxCount: count) {
+                let data = String(decoding: event.data, as: UTF8.self)
+                if connection.json {
+                    printJSON(["stream": event.stream, "revision": event.revision, "position": event.position, "type": event.type,
+                               "id": event.id.uuidString.lowercased(), "recordedAt": event.recordedAt, "data": data])
+                } else {
+                    let time = Date(timeIntervalSince1970: Double(event.recordedAt) / 1e9).ISO8601Format(.iso8601.time(includingFractionalSeconds: true).year().month().day())
+                    print("\(event.position)\t\(event.stream)@\(event.revision)\t\(event.type)\t\(time)\t\(data)")
+                }
+            }
+        }
+    }
+}
+
+struct InfoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Show a stream's revision, times and deleted flag.")
+    @Argument(help: "Stream name.") var stream: String
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        try await runClient {
+            let client = try await connection.connect()
+            defer { client.close() }
+            let info = try await client.streamInfo(stream)
+            if connection.json {
+                printJSON(["stream": info.stream, "lastRevision": info.lastRevision, "firstVisibleRevision": info.firstVisibleRevision,
+                           "deleted": info.isDeleted, "createdAt": info.createdAt, "lastRecordedAt": info.lastRecordedAt])
+            } else {
+                print("\(info.stream): last revision \(info.lastRevision)\(info.isDeleted ? ", deleted" : ""), first visible revision \(info.firstVisibleRevision)")
+            }
+        }
+    }
+}
+
+struct DeleteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Soft-delete a stream.")
+    @Argument(help: "Stream name.") var stream: String
+    @Option(help: "Expected revision: any, exists, or a revision number.") var expected = "any"
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let expectation = try parseExpected(expected)
+        try await runClient {
+            let client = try await connection.connect()
+            defer { client.close() }
+            try await client.deleteStream(stream, expected: expectation)
+            if connection.json { printJSON(["stream": stream, "deleted": true]) } else { print("deleted \(stream)") }
+        }
+    }
+}
