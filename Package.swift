@@ -72,6 +72,11 @@ let package = Package(
             dependencies: ["StrataStorage", "CLMDB"]
         ),
         .testTarget(
+            name: "StrataServerTests",
+            dependencies: ["StrataServer", "StrataClient", "StrataWire", "StrataProto", "StrataStorage",
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .testTarget(
             name: "StrataWireTests",
             dependencies: ["StrataWire"]
         ),

@@ -89,6 +89,20 @@ final class ClientConnection: @unchecked Sendable {
         var failure: RPCError?
         var goingAway = false
         var initialWindow = Int(ProtocolDefaults.initialWindowMessages)
+        /// The server's limit on open calls; calls beyond it wait for a slot.
+        var maxConcurrentCalls = Int(ProtocolDefaults.maxConcurrentCalls)
+        /// Slots taken by `reserveSlot` and not yet used by `open`.
+        var reserved = 0
+        var slotWaiters: [CheckedContinuation<Void, Never>] = []
+
+        mutating func releaseSlots() -> [CheckedContinuation<Void, Never>] {
+            var ready: [CheckedContinuation<Void, Never>] = []
+            while !slotWaiters.isEmpty && (calls.count + reserved < maxConcurrentCalls || failure != nil) {
+                reserved += 1
+                ready.append(slotWaiters.removeFirst())
+            }
+            return ready
+        }
     }
     private let state = Mutex(State())
     let maxFrameSize: UInt32
@@ -141,11 +155,42 @@ final class ClientConnection: @unchecked Sendable {
 
     var initialWindow: Int { state.withLock { $0.initialWindow } }
 
+    /// Waits until the server's concurrent-call limit leaves room, and
+    /// reserves that room for the next `open`.
+    func reserveSlot() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready: Bool = state.withLock { state in
+                if state.calls.count + state.reserved < state.maxConcurrentCalls || state.failure != nil {
+                    state.reserved += 1
+                    return true
+                }
+                state.slotWaiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    /// Removes a finished call and lets waiting calls in.
+    private func removeCall(_ id: UInt32) -> PendingCall? {
+        let (call, ready) = state.withLock { state in
+            let call = state.calls.removeValue(forKey: id)
+            return (call, state.releaseSlots())
+        }
+        for waiter in ready { waiter.resume() }
+        return call
+    }
+
     /// Opens a call and sends its request. The returned call receives the
     /// response messages and the trailers.
     func open(method: String, metadata: [String: String], timeout: Duration?, request: [UInt8]) throws(RPCError) -> (UInt32, PendingCall) {
         let call = PendingCall()
+        // Call ids must reach the server in increasing order: allocate the id
+        // and send its HEADERS under the write lock.
+        writeLock.lock()
+        defer { writeLock.unlock() }
         let id: UInt32 = try state.withLock { (state) throws(RPCError) -> UInt32 in
+            state.reserved = Swift.max(0, state.reserved - 1)
             if let failure = state.failure { throw failure }
             if state.goingAway { throw RPCError(.unavailable, "the connection is going away") }
             let id = state.nextCallID
@@ -164,9 +209,9 @@ final class ClientConnection: @unchecked Sendable {
         Frame(type: .headers, callID: id, payload: (try? headers.serializedBytes()) ?? []).encode(into: &bytes)
         Frame(type: .message, flags: .endStream, callID: id, payload: request).encode(into: &bytes)
         do {
-            try write(bytes)
+            try writeLocked(bytes)
         } catch {
-            _ = state.withLock { $0.calls.removeValue(forKey: id) }
+            _ = removeCall(id)
             throw error
         }
         return (id, call)
@@ -174,7 +219,7 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Tells the server the client no longer wants the call.
     func cancel(_ id: UInt32) {
-        guard let call = state.withLock({ $0.calls.removeValue(forKey: id) }) else { return }
+        guard let call = removeCall(id) else { return }
         call.finished(.failure(RPCError(.cancelled, "cancelled by the client")))
         try? write(Frame(type: .cancel, callID: id).encoded)
     }
@@ -189,6 +234,11 @@ final class ClientConnection: @unchecked Sendable {
     func write(_ bytes: [UInt8]) throws(RPCError) {
         writeLock.lock()
         defer { writeLock.unlock() }
+        try writeLocked(bytes)
+    }
+
+    /// Writes all of `bytes`; the caller holds `writeLock`.
+    private func writeLocked(_ bytes: [UInt8]) throws(RPCError) {
         if descriptorClosed { throw state.withLock { $0.failure } ?? RPCError(.unavailable, "the connection is closed") }
         var offset = 0
         while offset < bytes.count {
@@ -212,12 +262,16 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     private func fail(_ error: RPCError) {
-        let calls = state.withLock { state -> [PendingCall] in
+        let (calls, waiters) = state.withLock { state -> ([PendingCall], [CheckedContinuation<Void, Never>]) in
             if state.failure == nil { state.failure = error }
-            defer { state.calls.removeAll() }
-            return Array(state.calls.values)
+            defer {
+                state.calls.removeAll()
+                state.slotWaiters.removeAll()
+            }
+            return (Array(state.calls.values), state.slotWaiters)
         }
         for call in calls { call.finished(.failure(error)) }
+        for waiter in waiters { waiter.resume() }  // they fail in `open`
     }
 
     // MARK: - Reader thread
@@ -253,15 +307,20 @@ final class ClientConnection: @unchecked Sendable {
         switch frame.type {
         case .settings:
             if !frame.flags.contains(.ack) {
-                if let settings = try? Strata_V1_Settings(serializedBytes: frame.payload), settings.initialWindowMessages > 0 {
-                    state.withLock { $0.initialWindow = Int(settings.initialWindowMessages) }
+                if let settings = try? Strata_V1_Settings(serializedBytes: frame.payload) {
+                    let ready = state.withLock { state in
+                        if settings.initialWindowMessages > 0 { state.initialWindow = Int(settings.initialWindowMessages) }
+                        if settings.maxConcurrentCalls > 0 { state.maxConcurrentCalls = Int(settings.maxConcurrentCalls) }
+                        return state.releaseSlots()
+                    }
+                    for waiter in ready { waiter.resume() }
                 }
                 try? write(Frame(type: .settings, flags: .ack).encoded)
             }
         case .message:
             state.withLock { $0.calls[frame.callID] }?.received(message: frame.payload)
         case .trailers:
-            guard let call = state.withLock({ $0.calls.removeValue(forKey: frame.callID) }) else { return }
+            guard let call = removeCall(frame.callID) else { return }
             guard let trailers = try? Strata_V1_Trailers(serializedBytes: frame.payload) else {
                 call.finished(.failure(RPCError(.internal, "undecodable TRAILERS from the server")))
                 return

@@ -68,6 +68,7 @@ public final class StrataClient: Sendable {
                                                  timeout: Duration?) async throws(StrataClient.Error) -> Response {
         do {
             let connection = try connection()
+            await connection.reserveSlot()
             let (id, call) = try connection.open(method: method, metadata: metadata, timeout: timeout ?? defaultTimeout,
                                                  request: try request.serializedBytes())
             let response = try await withTaskCancellationHandler {
@@ -153,8 +154,9 @@ public final class StrataClient: Sendable {
     }
 
     /// Opens a server-streaming call (used by `ReadSequence`).
-    func openStream(_ method: String, _ request: some SwiftProtobuf.Message, timeout: Duration?) throws(RPCError) -> (ClientConnection, UInt32, PendingCall) {
+    func openStream(_ method: String, _ request: some SwiftProtobuf.Message, timeout: Duration?) async throws(RPCError) -> (ClientConnection, UInt32, PendingCall) {
         let connection = try connection()
+        await connection.reserveSlot()
         let bytes: [UInt8]
         do {
             bytes = try request.serializedBytes()
@@ -200,7 +202,7 @@ public struct ReadSequence: AsyncSequence, Sendable {
             guard !done else { return nil }
             do {
                 if call == nil {
-                    call = try client.openStream(StreamsMethod.read, request, timeout: timeout)
+                    call = try await client.openStream(StreamsMethod.read, request, timeout: timeout)
                     window = call!.connection.initialWindow
                 }
                 guard let call else { return nil }

@@ -1,0 +1,185 @@
+import Foundation
+import StrataClient
+import StrataProto
+import StrataServer
+import StrataWire
+import SwiftProtobuf
+import Testing
+
+/// A method for tests that answers after `delay` (or never, with nil).
+func slowRoute(_ router: inout Router, delay: Duration?) {
+    router.register("/test.Slow/Wait", .unary { _, _, respond in
+        guard let delay else { return }
+        DispatchQueue.global().asyncAfter(deadline: .now() + Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) {
+            respond(.success([]))
+        }
+    })
+}
+
+@Suite("Protocol over TCP")
+struct ProtocolTests {
+    @Test("an unknown method is UNIMPLEMENTED and a call without a tenant is INVALID_ARGUMENT; the connection goes on")
+    func refusedCalls() throws {
+        let fixture = try ServerFixture()
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        try raw.openCall(1, method: "/strata.v1.Nope/Nothing", request: Strata_V1_Empty())
+        #expect(try trailers(raw.read(until: .trailers, callID: 1))?.code == StatusCode.unimplemented.rawValue)
+        try raw.openCall(3, method: StreamsMethod.getStreamInfo, tenant: nil, request: Strata_V1_GetStreamInfoRequest())
+        let missingTenant = try trailers(raw.read(until: .trailers, callID: 3))
+        #expect(missingTenant?.code == StatusCode.invalidArgument.rawValue)
+        #expect(missingTenant?.detail.invalidArgument.field == "metadata.tenant")
+        var info = Strata_V1_GetStreamInfoRequest()
+        info.stream = "nothing-here"
+        try raw.openCall(4, method: StreamsMethod.getStreamInfo, request: info)
+        let notFound = try trailers(raw.read(until: .trailers, callID: 4))
+        #expect(notFound?.code == StatusCode.notFound.rawValue)
+        #expect(notFound?.detail.streamNotFound.stream == "nothing-here")
+    }
+
+    @Test("PING is answered with an ACK carrying the same 8 bytes")
+    func ping() throws {
+        let fixture = try ServerFixture()
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        raw.send(Frame(type: .ping, payload: [1, 2, 3, 4, 5, 6, 7, 8]))
+        var pong: Frame?
+        while let frame = try raw.readFrame() {
+            if frame.type == .ping { pong = frame; break }
+        }
+        #expect(pong?.flags == .ack && pong?.payload == [1, 2, 3, 4, 5, 6, 7, 8])
+    }
+
+    @Test("a call past its deadline ends with DEADLINE_EXCEEDED")
+    func deadline() async throws {
+        let fixture = try ServerFixture(extraRoutes: { slowRoute(&$0, delay: nil) })
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        let started = ContinuousClock.now
+        try raw.openCall(1, method: "/test.Slow/Wait", timeoutMs: 100, request: Strata_V1_Empty())
+        let status = try trailers(raw.read(until: .trailers, callID: 1))
+        #expect(status?.code == StatusCode.deadlineExceeded.rawValue)
+        #expect(ContinuousClock.now - started >= .milliseconds(100))
+    }
+
+    @Test("a streaming read sends only its credit, continues on WINDOW_UPDATE, and stops at CANCEL")
+    func creditAndCancel() async throws {
+        let fixture = try ServerFixture { $0.initialWindowMessages = 10; $0.readPageSize = 4 }
+        let client = try await fixture.client()
+        defer { client.close() }
+        for i in 0..<10 { _ = try await client.append(to: "s-\(i)", events: events(10)) }
+        let raw = try RawConnection(port: fixture.port, receiveTimeout: .milliseconds(300))
+        try raw.handshake()
+        var read = Strata_V1_ReadRequest()
+        read.stream = "$all"
+        try raw.openCall(1, method: StreamsMethod.read, request: read)
+        var messages = 0
+        while let frame = try raw.readFrame() {
+            if frame.type == .message && frame.callID == 1 { messages += 1 }
+        }
+        #expect(messages == 10, "exactly the initial window, then silence")
+        var update = Strata_V1_WindowUpdate()
+        update.messages = 5
+        try raw.send(.windowUpdate, callID: 1, update)
+        messages = 0
+        while let frame = try raw.readFrame() {
+            if frame.type == .message && frame.callID == 1 { messages += 1 }
+        }
+        #expect(messages == 5)
+        raw.send(Frame(type: .cancel, callID: 1))
+        update.messages = 100
+        try raw.send(.windowUpdate, callID: 1, update)
+        var afterCancel = 0
+        while let frame = try raw.readFrame() {
+            if frame.callID == 1 { afterCancel += 1 }
+        }
+        #expect(afterCancel == 0)
+        // The connection still serves new calls.
+        var info = Strata_V1_GetStreamInfoRequest()
+        info.stream = "s-1"
+        try raw.openCall(3, method: StreamsMethod.getStreamInfo, request: info)
+        #expect(try trailers(raw.read(until: .trailers, callID: 3))?.code == 0)
+    }
+
+    @Test("an oversized frame or garbage gets GOAWAY and a close; other connections are unaffected")
+    func badInput() async throws {
+        let fixture = try ServerFixture { $0.maxFrameSize = 1024 }
+        let client = try await fixture.client()
+        defer { client.close() }
+
+        let oversized = try RawConnection(port: fixture.port)
+        try oversized.handshake()
+        oversized.send(Frame(type: .message, flags: .endStream, callID: 1, payload: [UInt8](repeating: 0, count: 2048)))
+        let goAway = try oversized.read(until: .goAway, callID: 0).last
+        #expect(goAway?.type == .goAway)
+        let reason = try goAway.map { try Strata_V1_GoAway(serializedBytes: $0.payload) }
+        #expect(reason?.code == StatusCode.resourceExhausted.rawValue)
+        #expect(try oversized.readFrame() == nil, "closed after GOAWAY")
+
+        let garbage = try RawConnection(port: fixture.port)
+        garbage.send(Array("GET / HTTP/1.1\r\n\r\n".utf8))
+        let frames = try garbage.read(until: .goAway, callID: 0)
+        let garbageReason = try frames.last.map { try Strata_V1_GoAway(serializedBytes: $0.payload) }
+        #expect(garbageReason?.code == StatusCode.invalidArgument.rawValue)
+        #expect(try garbage.readFrame() == nil)
+
+        let wrongOrder = try RawConnection(port: fixture.port)
+        wrongOrder.send(Preface.bytes)
+        try wrongOrder.send(.headers, callID: 1, Strata_V1_CallHeaders())
+        #expect(try wrongOrder.read(until: .goAway, callID: 0).last?.type == .goAway)
+
+        _ = try await client.append(to: "still-fine", events: events(1))
+        #expect(try await client.streamInfo("still-fine").lastRevision == 0)
+    }
+
+    @Test("a connection that never completes the handshake is closed after the handshake timeout")
+    func handshakeTimeout() throws {
+        let fixture = try ServerFixture { $0.handshakeTimeout = .milliseconds(200) }
+        let silent = try RawConnection(port: fixture.port)
+        let started = ContinuousClock.now
+        let frames = try silent.read(until: .goAway, callID: 0)
+        #expect(frames.last?.type == .goAway)
+        #expect(try silent.readFrame() == nil)
+        #expect(ContinuousClock.now - started >= .milliseconds(200))
+    }
+
+    @Test("shutdown lets in-flight calls finish, refuses new calls with UNAVAILABLE, then closes")
+    func gracefulShutdown() async throws {
+        let fixture = try ServerFixture(extraRoutes: { slowRoute(&$0, delay: .milliseconds(300)) })
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        try raw.openCall(1, method: "/test.Slow/Wait", request: Strata_V1_Empty())
+        // Let the call reach the server before shutting down.
+        var info = Strata_V1_GetStreamInfoRequest()
+        info.stream = "x"
+        try raw.openCall(3, method: StreamsMethod.getStreamInfo, request: info)
+        _ = try raw.read(until: .trailers, callID: 3)
+        let shutdown = Task.detached { fixture.server.shutdown() }
+        let goAway = try raw.read(until: .goAway, callID: 0).last
+        #expect(goAway?.type == .goAway)
+        try raw.openCall(5, method: StreamsMethod.getStreamInfo, request: info)
+        var statuses: [UInt32: UInt32] = [:]
+        while let frame = try raw.readFrame() {
+            if frame.type == .trailers { statuses[frame.callID] = try Strata_V1_Trailers(serializedBytes: frame.payload).code }
+        }
+        #expect(statuses[1] == StatusCode.ok.rawValue, "the in-flight call finished")
+        #expect(statuses[5] == StatusCode.unavailable.rawValue, "a new call was refused")
+        await shutdown.value
+        #expect(fixture.server.connectionCount == 0)
+    }
+
+    @Test("a client reconnects on demand after its connection is lost")
+    func reconnect() async throws {
+        let fixture = try ServerFixture { $0.idleTimeout = .milliseconds(200) }
+        let client = try await fixture.client()
+        defer { client.close() }
+        _ = try await client.append(to: "r", events: events(1))
+        // The idle timeout closes the connection; wait until the server has dropped it.
+        while fixture.server.connectionCount > 0 { try await Task.sleep(for: .milliseconds(20)) }
+        var result: StrataClient.AppendResult?
+        for _ in 0..<3 where result == nil {
+            result = try? await client.append(to: "r", expected: .exact(0), events: events(1))
+        }
+        #expect(result?.lastRevision == 1)
+    }
+}

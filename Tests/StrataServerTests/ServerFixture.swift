@@ -1,0 +1,120 @@
+import Foundation
+import StrataClient
+import StrataProto
+@testable import StrataServer
+import StrataStorage
+import StrataWire
+import SwiftProtobuf
+
+/// A real server on an ephemeral loopback port with its own data directory.
+final class ServerFixture: Sendable {
+    let directory: String
+    let engine: StorageEngine
+    let server: StrataServer
+    let port: UInt16
+
+    init(configure: (inout ServerConfiguration) -> Void = { _ in }, extraRoutes: (inout Router) -> Void = { _ in }) throws {
+        directory = (NSTemporaryDirectory() as NSString).appendingPathComponent("strata-server-test-\(UUID().uuidString)")
+        var options = StorageEngineOptions(dataDirectory: directory)
+        options.store.mapSize = 256 << 20
+        engine = try StorageEngine(options: options)
+        try engine.createTenant("acme").release()
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        configure(&configuration)
+        var router = Router()
+        StreamsService(engine: engine, readPageSize: configuration.readPageSize).register(in: &router)
+        extraRoutes(&router)
+        server = StrataServer(configuration: configuration, router: router, log: { _ in })
+        port = try server.start()
+    }
+
+    func client(tenant: String = "acme") async throws -> StrataClient {
+        try await StrataClient.connect(host: "127.0.0.1", port: port, tenant: tenant, apiKey: "test")
+    }
+
+    deinit {
+        server.shutdown()
+        engine.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// A connection that speaks raw frames, for protocol-level tests.
+final class RawConnection {
+    let fd: Int32
+    private var decoder = FrameDecoder(maxPayloadSize: 64 << 20, expectPreface: true)
+
+    init(port: UInt16, receiveTimeout: Duration = .seconds(5)) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw SocketError(operation: "connect", code: errno) }
+        var timeout = timeval(tv_sec: Int(receiveTimeout.components.seconds), tv_usec: Int(receiveTimeout.components.attoseconds / 1_000_000_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    func send(_ frame: Frame) { send(frame.encoded) }
+
+    func send(_ type: FrameType, flags: FrameFlags = [], callID: UInt32 = 0, _ message: some SwiftProtobuf.Message) throws {
+        send(Frame(type: type, flags: flags, callID: callID, payload: try message.serializedBytes()))
+    }
+
+    /// Preface, SETTINGS; then reads the server's preface and SETTINGS (and our ACK).
+    func handshake() throws {
+        send(Preface.bytes)
+        try send(.settings, Strata_V1_Settings())
+        guard let settings = try readFrame(), settings.type == .settings else { throw RPCError(.internal, "no SETTINGS") }
+    }
+
+    /// The next frame, or nil when the server closed the connection (or the
+    /// receive timeout passed).
+    func readFrame() throws -> Frame? {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if let frame = try decoder.next() { return frame }
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { return nil }
+            decoder.append(buffer[0 ..< count])
+        }
+    }
+
+    /// Frames until one for `callID` of `type` (skipping SETTINGS ACKs etc).
+    func read(until type: FrameType, callID: UInt32) throws -> [Frame] {
+        var frames: [Frame] = []
+        while let frame = try readFrame() {
+            frames.append(frame)
+            if frame.type == type && frame.callID == callID { return frames }
+        }
+        return frames
+    }
+
+    func openCall(_ id: UInt32, method: String, tenant: String? = "acme", timeoutMs: UInt64 = 0, request: some SwiftProtobuf.Message) throws {
+        var headers = Strata_V1_CallHeaders()
+        headers.method = method
+        if let tenant { headers.metadata = [MetadataKey.tenant: tenant] }
+        headers.timeoutMs = timeoutMs
+        try send(.headers, callID: id, headers)
+        try send(.message, flags: .endStream, callID: id, request)
+    }
+}
+
+func trailers(_ frames: [Frame]) throws -> Strata_V1_Trailers? {
+    guard let last = frames.last, last.type == .trailers else { return nil }
+    return try Strata_V1_Trailers(serializedBytes: last.payload)
+}
+
+func events(_ count: Int, type: String = "Happened") -> [StrataClient.EventData] {
+    (0..<count).map { StrataClient.EventData(type: type, data: Data("{\"n\":\($0)}".utf8)) }
+}
