@@ -145,11 +145,19 @@ struct ProtocolTests {
 
     @Test("shutdown lets in-flight calls finish, refuses new calls with UNAVAILABLE, then closes")
     func gracefulShutdown() async throws {
-        let fixture = try ServerFixture(extraRoutes: { slowRoute(&$0, delay: .milliseconds(300)) })
+        let gate = DispatchSemaphore(value: 0)
+        let fixture = try ServerFixture(extraRoutes: { router in
+            router.register("/test.Gate/Wait", .unary { _, _, respond in
+                DispatchQueue.global().async {
+                    gate.wait()
+                    respond(.success([]))
+                }
+            })
+        })
         let raw = try RawConnection(port: fixture.port)
         try raw.handshake()
-        try raw.openCall(1, method: "/test.Slow/Wait", request: Strata_V1_Empty())
-        // Let the call reach the server before shutting down.
+        try raw.openCall(1, method: "/test.Gate/Wait", request: Strata_V1_Empty())
+        // A second call's answer proves the first reached the server.
         var info = Strata_V1_GetStreamInfoRequest()
         info.stream = "x"
         try raw.openCall(3, method: StreamsMethod.getStreamInfo, request: info)
@@ -157,13 +165,14 @@ struct ProtocolTests {
         let shutdown = Task.detached { fixture.server.shutdown() }
         let goAway = try raw.read(until: .goAway, callID: 0).last
         #expect(goAway?.type == .goAway)
+        #expect(try goAway.map { try Strata_V1_GoAway(serializedBytes: $0.payload).lastCallID } == 3)
         try raw.openCall(5, method: StreamsMethod.getStreamInfo, request: info)
-        var statuses: [UInt32: UInt32] = [:]
-        while let frame = try raw.readFrame() {
-            if frame.type == .trailers { statuses[frame.callID] = try Strata_V1_Trailers(serializedBytes: frame.payload).code }
-        }
-        #expect(statuses[1] == StatusCode.ok.rawValue, "the in-flight call finished")
-        #expect(statuses[5] == StatusCode.unavailable.rawValue, "a new call was refused")
+        let refused = try trailers(raw.read(until: .trailers, callID: 5))
+        #expect(refused?.code == StatusCode.unavailable.rawValue, "a new call was refused")
+        gate.signal()
+        let finished = try trailers(raw.read(until: .trailers, callID: 1))
+        #expect(finished?.code == StatusCode.ok.rawValue, "the in-flight call finished")
+        #expect(try raw.readFrame() == nil, "then the server closed the connection")
         await shutdown.value
         #expect(fixture.server.connectionCount == 0)
     }
