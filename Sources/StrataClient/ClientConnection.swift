@@ -9,6 +9,7 @@ import SwiftProtobuf
 final class PendingCall: @unchecked Sendable {
     private let lock = NSLock()
     private var messages: [[UInt8]] = []
+    private var head = 0  // messages before `head` were taken
     private var outcome: Result<Void, RPCError>?
     private var waiter: CheckedContinuation<Void, Never>?
 
@@ -40,7 +41,15 @@ final class PendingCall: @unchecked Sendable {
 
     private func poll() -> Poll {
         lock.withLock {
-            if !messages.isEmpty { return .message(messages.removeFirst()) }
+            if head < messages.count {
+                let message = messages[head]
+                head += 1
+                if head == messages.count {
+                    messages.removeAll(keepingCapacity: true)
+                    head = 0
+                }
+                return .message(message)
+            }
             if let outcome { return .ended(outcome) }
             return .empty
         }
@@ -49,7 +58,7 @@ final class PendingCall: @unchecked Sendable {
     /// Parks `continuation` until a message or the outcome arrives.
     private func wait(_ continuation: CheckedContinuation<Void, Never>) {
         let ready: Bool = lock.withLock {
-            if messages.isEmpty && outcome == nil {
+            if head == messages.count && outcome == nil {
                 waiter = continuation
                 return false
             }

@@ -279,7 +279,7 @@ final class Connection: @unchecked Sendable {
                     guard calls[callID] != nil else { return }  // deadline passed or cancelled
                     switch result {
                     case .success(let response):
-                        send(Frame(type: .message, callID: callID, payload: response))
+                        enqueue(Frame(type: .message, callID: callID, payload: response))
                         finish(callID, nil)
                     case .failure(let error):
                         finish(callID, error)
@@ -350,15 +350,16 @@ final class Connection: @unchecked Sendable {
                 return
             }
             for message in batch.messages {
-                send(Frame(type: .message, callID: call.id, payload: message))
+                enqueue(Frame(type: .message, callID: call.id, payload: message))
             }
             call.credit -= batch.messages.count
             if batch.finished {
                 finish(call.id, nil)
                 return
             }
-            if batch.messages.isEmpty { return }
+            if batch.messages.isEmpty { break }
         }
+        flush()  // one write for the whole batch, not one per message
     }
 
     private func pumpAll() {
@@ -414,9 +415,14 @@ final class Connection: @unchecked Sendable {
     }
 
     private func send(_ frame: Frame) {
+        enqueue(frame)
+        flush()
+    }
+
+    /// Queues a frame without writing yet (the caller flushes).
+    private func enqueue(_ frame: Frame) {
         guard !closed else { return }
         frame.encode(into: &outbound)
-        flush()
     }
 
     /// Writes as much as the socket takes; waits for writability otherwise.
@@ -447,7 +453,9 @@ final class Connection: @unchecked Sendable {
                 return
             }
         } else {
-            if outboundOffset > 1 << 20 {
+            // Compact only when more has been sent than is left, so each byte
+            // is moved at most about once.
+            if outboundOffset > 1 << 16 && outboundOffset > pendingBytes {
                 outbound.removeFirst(outboundOffset)
                 outboundOffset = 0
             }

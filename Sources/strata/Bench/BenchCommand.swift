@@ -1,9 +1,9 @@
 import ArgumentParser
 
-struct BenchCommand: ParsableCommand {
+struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print figures.",
-        subcommands: [StorageBenchCommand.self]
+        subcommands: [StorageBenchCommand.self, AppendBenchCommand.self, ReadBenchCommand.self]
     )
 }
