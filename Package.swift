@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // LMDB, linked from the system (Debian: liblmdb-dev).
@@ -57,7 +58,8 @@ let package = Package(
         .target(
             name: "StrataServer",
             dependencies: ["StrataWire", "StrataProto", "StrataStorage",
-                           .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                           .product(name: "Yams", package: "Yams")]
         ),
         .executableTarget(
             name: "strata",

@@ -5,58 +5,73 @@ import StrataServer
 import StrataStorage
 
 /// `strata serve`: the server with the Streams service on the storage
-/// engine. Settings come from flags, then `STRATA_*` environment variables,
-/// then the defaults below.
+/// engine. Settings are layered: defaults < `config/strata.yaml` (or
+/// `--config`) < `STRATA_*` environment variables < these flags.
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run the Strata server.",
         discussion: """
-        Every option can also be set with an environment variable (STRATA_HOST, STRATA_PORT, STRATA_DATA, \
-        STRATA_DURABILITY, STRATA_MAP_SIZE_MIB, STRATA_DEV_TENANT); a flag wins over the variable.
+        Reads config/strata.yaml when it exists (every key is documented there). Environment variables \
+        override it (STRATA_HOST, STRATA_PORT, STRATA_DATA, STRATA_DURABILITY, STRATA_MAP_SIZE_MIB, \
+        STRATA_DEV_TENANT, or STRATA_<SECTION>_<KEY> for any key); flags override both.
         """
     )
 
-    @Option(help: "Address to listen on (env STRATA_HOST).") var host: String?
-    @Option(help: "Port to listen on; 0 picks a free one (env STRATA_PORT).") var port: UInt16?
-    @Option(help: "Data directory (env STRATA_DATA).") var data: String?
-    @Option(help: "sync (fsync every commit) or relaxed (periodic flush) (env STRATA_DURABILITY).") var durability: String?
-    @Option(help: "Per-tenant map size, the size quota, in MiB (env STRATA_MAP_SIZE_MIB).") var mapSizeMib: Int?
-    @Option(help: "Tenant created on first start in development mode (env STRATA_DEV_TENANT).") var devTenant: String?
-
-    private func setting(_ flag: String?, _ variable: String, _ fallback: String) -> String {
-        flag ?? ProcessInfo.processInfo.environment[variable] ?? fallback
-    }
+    @Option(help: "Configuration file (env STRATA_CONFIG; default config/strata.yaml when present).") var config: String?
+    @Option(help: "Address to listen on.") var host: String?
+    @Option(help: "Port to listen on; 0 picks a free one.") var port: String?
+    @Option(help: "Data directory.") var data: String?
+    @Option(help: "sync (fsync every commit) or relaxed (periodic flush).") var durability: String?
+    @Option(help: "Per-tenant map size, the size quota, in MiB.") var mapSizeMib: String?
+    @Option(help: "Tenant created on first start in development mode.") var devTenant: String?
 
     func run() throws {
-        let host = setting(host, "STRATA_HOST", "127.0.0.1")
-        guard let port = UInt16(setting(port.map(String.init), "STRATA_PORT", "7070")) else {
-            throw ValidationError("STRATA_PORT must be a port number (0–65535)")
+        let environment = ProcessInfo.processInfo.environment
+        let explicitPath = config ?? environment["STRATA_CONFIG"]
+        let path = explicitPath ?? "config/strata.yaml"
+        var yaml: String?
+        if FileManager.default.fileExists(atPath: path) {
+            do {
+                yaml = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw StartupError("cannot read \(path): \(error.localizedDescription)")
+            }
+        } else if explicitPath != nil {
+            throw StartupError("configuration file \(path) does not exist")
         }
-        let data = setting(data, "STRATA_DATA", "./data")
-        let durabilityName = setting(durability, "STRATA_DURABILITY", "sync")
-        guard let durability = Durability(rawValue: durabilityName) else {
-            throw ValidationError("durability must be 'sync' or 'relaxed', not '\(durabilityName)'")
+        var overrides: [String: String] = [:]
+        overrides["server.host"] = host
+        overrides["server.port"] = port
+        overrides["storage.data_directory"] = data
+        overrides["storage.durability"] = durability
+        overrides["storage.map_size_mib"] = mapSizeMib
+        overrides["development.tenant"] = devTenant
+        let settings: StrataConfiguration
+        do {
+            settings = try StrataConfiguration.load(yaml: yaml, source: path, environment: environment, overrides: overrides)
+        } catch {
+            throw StartupError("\(error)")
         }
-        guard let mapSizeMiB = Int(setting(mapSizeMib.map(String.init), "STRATA_MAP_SIZE_MIB", "8192")), mapSizeMiB > 0 else {
-            throw ValidationError("the map size must be a positive number of MiB")
+        guard settings.server.developmentMode else {
+            throw StartupError("production mode needs API keys, which are not implemented yet: set server.development_mode to true")
         }
-        let devTenant = setting(devTenant, "STRATA_DEV_TENANT", "default")
 
-        var store = EventStoreOptions()
-        store.durability = durability
-        store.mapSize = mapSizeMiB << 20
-        let engine = try StorageEngine(options: StorageEngineOptions(dataDirectory: data, store: store))
+        let engine = try StorageEngine(options: settings.storage)
+        let devTenant = settings.developmentTenant
         if !engine.tenantExists(devTenant) {
             try engine.createTenant(devTenant).release()
             print("strata: created tenant '\(devTenant)' in \(engine.directory(of: devTenant))")
         }
-        var configuration = ServerConfiguration()
-        configuration.host = host
-        configuration.port = port
-        let server = StrataServer(configuration: configuration, engine: engine)
-        let bound = try server.start()
-        print("strata: listening on \(host):\(bound); data in \(data) (durability \(durability.rawValue)); tenants: \(engine.listTenants().joined(separator: ", "))")
+        let server = StrataServer(configuration: settings.server, engine: engine)
+        let bound: UInt16
+        do {
+            bound = try server.start()
+        } catch {
+            engine.close()
+            throw StartupError("cannot listen on \(settings.server.host):\(settings.server.port): \(error)")
+        }
+        print("strata: listening on \(settings.server.host):\(bound); data in \(settings.storage.dataDirectory) (durability \(settings.storage.store.durability.rawValue)); tenants: \(engine.listTenants().joined(separator: ", "))")
         print("strata: DEVELOPMENT MODE: any API key is accepted. Do not expose this port.")
         print("strata: try `strata append demo-1 Greeted '{\"hello\":\"world\"}'` then `strata read demo-1`")
         fflush(nil)
@@ -79,4 +94,10 @@ struct ServeCommand: ParsableCommand {
         engine.close()
         print("strata: stopped")
     }
+}
+
+/// A start-up failure: printed as one line ("Error: …"), exit status 1.
+struct StartupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,183 @@
+import Foundation
+import StrataStorage
+import Yams
+
+/// A configuration problem, naming the key and where its value came from.
+public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let key: String
+    public let message: String
+    public var description: String { key.isEmpty ? message : "configuration key '\(key)': \(message)" }
+}
+
+/// Everything `strata serve` runs with, built from layers: defaults < the
+/// YAML file < environment variables < flags. Keys are `section.name` as in
+/// `config/strata.yaml`; the environment uses `STRATA_SECTION_NAME` (and the
+/// short aliases in `environmentAliases`).
+public struct StrataConfiguration: Sendable {
+    public var server = ServerConfiguration()
+    public var storage: StorageEngineOptions
+    public var developmentTenant = "default"
+
+    public init() {
+        storage = StorageEngineOptions(dataDirectory: "./data")
+    }
+
+    /// The keys that exist, with how to apply a value (as text) to the configuration.
+    private typealias Setter = @Sendable (inout StrataConfiguration, String) throws(ConfigurationError) -> Void
+
+    private static let setters: [String: Setter] = [
+        "server.host": { c, v throws(ConfigurationError) in c.server.host = try nonEmpty("server.host", v) },
+        "server.port": { c, v throws(ConfigurationError) in c.server.port = try integer("server.port", v, UInt16.self) },
+        "server.max_connections": { c, v throws(ConfigurationError) in c.server.maxConnections = try positive("server.max_connections", v) },
+        "server.max_concurrent_calls_per_connection": { c, v throws(ConfigurationError) in
+            c.server.maxConcurrentCallsPerConnection = UInt32(try positive("server.max_concurrent_calls_per_connection", v)) },
+        "server.max_frame_size": { c, v throws(ConfigurationError) in
+            let size = try positive("server.max_frame_size", v)
+            guard size >= 1024 else { throw ConfigurationError(key: "server.max_frame_size", message: "must be at least 1024 bytes, not \(size)") }
+            c.server.maxFrameSize = UInt32(clamping: size) },
+        "server.initial_window_messages": { c, v throws(ConfigurationError) in
+            c.server.initialWindowMessages = UInt32(clamping: try positive("server.initial_window_messages", v)) },
+        "server.idle_timeout_seconds": { c, v throws(ConfigurationError) in c.server.idleTimeout = .seconds(try positive("server.idle_timeout_seconds", v)) },
+        "server.handshake_timeout_seconds": { c, v throws(ConfigurationError) in
+            c.server.handshakeTimeout = .seconds(try positive("server.handshake_timeout_seconds", v)) },
+        "server.max_write_buffer_bytes": { c, v throws(ConfigurationError) in c.server.maxWriteBufferBytes = try positive("server.max_write_buffer_bytes", v) },
+        "server.shutdown_grace_seconds": { c, v throws(ConfigurationError) in
+            c.server.shutdownGracePeriod = .seconds(try positive("server.shutdown_grace_seconds", v)) },
+        "server.read_page_size": { c, v throws(ConfigurationError) in c.server.readPageSize = try positive("server.read_page_size", v) },
+        "server.development_mode": { c, v throws(ConfigurationError) in c.server.developmentMode = try boolean("server.development_mode", v) },
+        "storage.data_directory": { c, v throws(ConfigurationError) in c.storage.dataDirectory = try nonEmpty("storage.data_directory", v) },
+        "storage.durability": { c, v throws(ConfigurationError) in
+            guard let durability = Durability(rawValue: v) else {
+                throw ConfigurationError(key: "storage.durability", message: "must be 'sync' or 'relaxed', not '\(v)'")
+            }
+            c.storage.store.durability = durability },
+        "storage.flush_interval_ms": { c, v throws(ConfigurationError) in
+            c.storage.store.flushInterval = .milliseconds(try positive("storage.flush_interval_ms", v)) },
+        "storage.map_size_mib": { c, v throws(ConfigurationError) in c.storage.store.mapSize = try positive("storage.map_size_mib", v) << 20 },
+        "storage.max_open_tenants": { c, v throws(ConfigurationError) in c.storage.maxOpenTenants = try positive("storage.max_open_tenants", v) },
+        "storage.idle_tenant_seconds": { c, v throws(ConfigurationError) in c.storage.idleTimeout = .seconds(try positive("storage.idle_tenant_seconds", v)) },
+        "storage.max_batch_events": { c, v throws(ConfigurationError) in c.storage.store.maxBatchEvents = try positive("storage.max_batch_events", v) },
+        "limits.max_event_bytes": { c, v throws(ConfigurationError) in c.storage.store.limits.maxEventBytes = try positive("limits.max_event_bytes", v) },
+        "limits.max_events_per_append": { c, v throws(ConfigurationError) in
+            c.storage.store.limits.maxEventsPerAppend = try positive("limits.max_events_per_append", v) },
+        "development.tenant": { c, v throws(ConfigurationError) in
+            do {
+                try TenantName.validate(v)
+            } catch {
+                throw ConfigurationError(key: "development.tenant", message: "\(error)")
+            }
+            c.developmentTenant = v },
+    ]
+
+    /// Every key, sorted.
+    public static var keys: [String] { setters.keys.sorted() }
+
+    /// Short environment names for the most used keys.
+    public static let environmentAliases: [String: String] = [
+        "STRATA_HOST": "server.host",
+        "STRATA_PORT": "server.port",
+        "STRATA_DATA": "storage.data_directory",
+        "STRATA_DURABILITY": "storage.durability",
+        "STRATA_MAP_SIZE_MIB": "storage.map_size_mib",
+        "STRATA_DEV_TENANT": "development.tenant",
+    ]
+
+    /// Builds the configuration: defaults, then `yaml` (the file's text, if
+    /// any), then `environment`, then `overrides` (flags, by key).
+    public static func load(yaml: String?, source: String = "config/strata.yaml", environment: [String: String],
+                            overrides: [String: String]) throws(ConfigurationError) -> StrataConfiguration {
+        var configuration = StrataConfiguration()
+        if let yaml {
+            for (key, value) in try flatten(yaml: yaml, source: source) {
+                try apply(key, value, to: &configuration)
+            }
+        }
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("STRATA_") {
+            if name == "STRATA_CONFIG" || name == "STRATA_TENANT" || name == "STRATA_API_KEY" { continue }
+            let key = environmentAliases[name] ?? environmentKey(name)
+            guard let key, setters[key] != nil else {
+                throw ConfigurationError(key: name, message: "unknown environment variable (keys: \(keys.joined(separator: ", ")))")
+            }
+            try apply(key, value, to: &configuration)
+        }
+        for (key, value) in overrides.sorted(by: { $0.key < $1.key }) {
+            try apply(key, value, to: &configuration)
+        }
+        return configuration
+    }
+
+    /// `STRATA_SERVER_MAX_CONNECTIONS` → `server.max_connections`.
+    private static func environmentKey(_ name: String) -> String? {
+        let rest = name.dropFirst("STRATA_".count).lowercased()
+        for section in ["server", "storage", "limits", "development"] where rest.hasPrefix(section + "_") {
+            return section + "." + rest.dropFirst(section.count + 1)
+        }
+        return nil
+    }
+
+    private static func apply(_ key: String, _ value: String, to configuration: inout StrataConfiguration) throws(ConfigurationError) {
+        guard let setter = setters[key] else {
+            throw ConfigurationError(key: key, message: "unknown key (known keys: \(keys.joined(separator: ", ")))")
+        }
+        try setter(&configuration, value)
+    }
+
+    /// The file's `section: {name: scalar}` pairs as `section.name` → text.
+    private static func flatten(yaml: String, source: String) throws(ConfigurationError) -> [(String, String)] {
+        let root: Any?
+        do {
+            root = try Yams.load(yaml: yaml)
+        } catch {
+            throw ConfigurationError(key: "", message: "\(source) is not valid YAML: \(error)")
+        }
+        guard let root else { return [] }
+        guard let sections = root as? [String: Any] else {
+            throw ConfigurationError(key: "", message: "\(source) must be a mapping of sections (server, storage, limits, development)")
+        }
+        var out: [(String, String)] = []
+        for (section, body) in sections.sorted(by: { $0.key < $1.key }) {
+            if body is NSNull { continue }
+            guard let entries = body as? [String: Any] else {
+                throw ConfigurationError(key: section, message: "must be a mapping of settings")
+            }
+            for (name, value) in entries.sorted(by: { $0.key < $1.key }) {
+                let key = "\(section).\(name)"
+                switch value {
+                case let text as String: out.append((key, text))
+                case let flag as Bool: out.append((key, flag ? "true" : "false"))
+                case let number as Int: out.append((key, String(number)))
+                case let number as Double: out.append((key, String(number)))
+                default: throw ConfigurationError(key: key, message: "must be a single value, not \(type(of: value))")
+                }
+            }
+        }
+        return out
+    }
+
+    private static func nonEmpty(_ key: String, _ value: String) throws(ConfigurationError) -> String {
+        guard !value.isEmpty else { throw ConfigurationError(key: key, message: "must not be empty") }
+        return value
+    }
+
+    private static func integer<T: FixedWidthInteger>(_ key: String, _ value: String, _ type: T.Type) throws(ConfigurationError) -> T {
+        guard let number = T(value) else {
+            throw ConfigurationError(key: key, message: "must be a whole number from \(T.min) to \(T.max), not '\(value)'")
+        }
+        return number
+    }
+
+    private static func positive(_ key: String, _ value: String) throws(ConfigurationError) -> Int {
+        guard let number = Int(value), number > 0 else {
+            throw ConfigurationError(key: key, message: "must be a positive whole number, not '\(value)'")
+        }
+        return number
+    }
+
+    private static func boolean(_ key: String, _ value: String) throws(ConfigurationError) -> Bool {
+        switch value.lowercased() {
+        case "true", "yes", "1": return true
+        case "false", "no", "0": return false
+        default: throw ConfigurationError(key: key, message: "must be true or false, not '\(value)'")
+        }
+    }
+}

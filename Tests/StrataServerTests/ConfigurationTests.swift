@@ -1,0 +1,82 @@
+import Foundation
+import StrataServer
+import StrataStorage
+import Testing
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    static let shippedFile = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("config/strata.yaml")
+
+    @Test("config/strata.yaml states exactly the built-in defaults")
+    func shippedFileIsTheDefaults() throws {
+        let yaml = try String(contentsOf: Self.shippedFile, encoding: .utf8)
+        let fromFile = try StrataConfiguration.load(yaml: yaml, environment: [:], overrides: [:])
+        let defaults = StrataConfiguration()
+        #expect(fromFile.server.host == defaults.server.host)
+        #expect(fromFile.server.port == defaults.server.port)
+        #expect(fromFile.server.maxConnections == defaults.server.maxConnections)
+        #expect(fromFile.server.maxConcurrentCallsPerConnection == defaults.server.maxConcurrentCallsPerConnection)
+        #expect(fromFile.server.maxFrameSize == defaults.server.maxFrameSize)
+        #expect(fromFile.server.initialWindowMessages == defaults.server.initialWindowMessages)
+        #expect(fromFile.server.idleTimeout == defaults.server.idleTimeout)
+        #expect(fromFile.server.handshakeTimeout == defaults.server.handshakeTimeout)
+        #expect(fromFile.server.maxWriteBufferBytes == defaults.server.maxWriteBufferBytes)
+        #expect(fromFile.server.shutdownGracePeriod == defaults.server.shutdownGracePeriod)
+        #expect(fromFile.server.readPageSize == defaults.server.readPageSize)
+        #expect(fromFile.server.developmentMode == defaults.server.developmentMode)
+        #expect(fromFile.storage.dataDirectory == defaults.storage.dataDirectory)
+        #expect(fromFile.storage.store.durability == defaults.storage.store.durability)
+        #expect(fromFile.storage.store.flushInterval == defaults.storage.store.flushInterval)
+        #expect(fromFile.storage.store.mapSize == defaults.storage.store.mapSize)
+        #expect(fromFile.storage.maxOpenTenants == defaults.storage.maxOpenTenants)
+        #expect(fromFile.storage.idleTimeout == defaults.storage.idleTimeout)
+        #expect(fromFile.storage.store.maxBatchEvents == defaults.storage.store.maxBatchEvents)
+        #expect(fromFile.storage.store.limits == defaults.storage.store.limits)
+        #expect(fromFile.developmentTenant == defaults.developmentTenant)
+        // Every key the loader knows is documented in the file.
+        for key in StrataConfiguration.keys {
+            let name = String(key.split(separator: ".")[1])
+            #expect(yaml.contains("\n  \(name):"), "config/strata.yaml documents \(key)")
+        }
+    }
+
+    @Test("layers: file < environment < flags")
+    func layering() throws {
+        let yaml = "server:\n  port: 8000\n  host: 0.0.0.0\nstorage:\n  durability: relaxed\n"
+        let configuration = try StrataConfiguration.load(
+            yaml: yaml,
+            environment: ["STRATA_PORT": "9000", "STRATA_SERVER_MAX_CONNECTIONS": "7", "HOME": "/root"],
+            overrides: ["server.port": "9100"])
+        #expect(configuration.server.port == 9100)
+        #expect(configuration.server.host == "0.0.0.0")
+        #expect(configuration.server.maxConnections == 7)
+        #expect(configuration.storage.store.durability == .relaxed)
+    }
+
+    @Test("bad configuration names the key", arguments: [
+        ("server:\n  prot: 7070\n", "server.prot"),
+        ("server:\n  port: seventy\n", "server.port"),
+        ("server:\n  port: 70000\n", "server.port"),
+        ("storage:\n  durability: sometimes\n", "storage.durability"),
+        ("limits:\n  max_event_bytes: -1\n", "limits.max_event_bytes"),
+        ("development:\n  tenant: Not Valid\n", "development.tenant"),
+        ("server: 3\n", "server"),
+    ])
+    func badFile(yaml: String, key: String) {
+        #expect {
+            _ = try StrataConfiguration.load(yaml: yaml, environment: [:], overrides: [:])
+        } throws: { ($0 as? ConfigurationError)?.key == key }
+    }
+
+    @Test("an unknown STRATA_ variable is refused by name; invalid YAML is refused")
+    func badEnvironmentAndSyntax() {
+        #expect {
+            _ = try StrataConfiguration.load(yaml: nil, environment: ["STRATA_PROT": "1"], overrides: [:])
+        } throws: { ($0 as? ConfigurationError)?.key == "STRATA_PROT" }
+        #expect(throws: ConfigurationError.self) {
+            _ = try StrataConfiguration.load(yaml: "server: [unclosed", environment: [:], overrides: [:])
+        }
+    }
+}
