@@ -99,6 +99,9 @@ final class Connection: @unchecked Sendable {
         }
     }
 
+    /// Bytes queued for this client's socket now (reads the queue's state synchronously).
+    var queuedBytes: Int { queue.sync { pendingBytes } }
+
     // MARK: - Shutdown
 
     /// Graceful shutdown: GOAWAY, refuse new calls, close when in-flight
@@ -336,12 +339,20 @@ final class Connection: @unchecked Sendable {
 
     // MARK: - Streaming
 
-    /// Sends what the call's credit and the write buffer allow.
+    /// Sends what the call's credit and the write buffer allow. When the
+    /// buffer reaches its limit it is flushed; if the socket takes it the pump
+    /// goes on, otherwise the write source's handler resumes it once the
+    /// client has read enough.
     private func pump(_ call: ServerCall) {
         guard case .streaming(let source) = call.state, !pumping else { return }
         pumping = true
         defer { pumping = false }
-        while call.credit > 0 && pendingBytes < env.configuration.maxWriteBufferBytes && !closed {
+        let limit = env.configuration.maxWriteBufferBytes
+        while call.credit > 0 && !closed {
+            if pendingBytes >= limit {
+                flush()
+                if pendingBytes >= limit { return }
+            }
             let batch: (messages: [[UInt8]], finished: Bool)
             do {
                 batch = try source.next(max: call.credit)

@@ -55,6 +55,12 @@ public final class StrataServer: @unchecked Sendable {
     /// Open connections now.
     public var connectionCount: Int { queue.sync { connections.count } }
 
+    /// Bytes queued for each open connection's socket (what slow clients cost).
+    public var queuedBytesPerConnection: [Int] {
+        let open: [Connection] = queue.sync { Array(connections.values) }
+        return open.map(\.queuedBytes)
+    }
+
     private func acceptAll() {
         while true {
             let fd = accept(listenFD, nil, nil)

@@ -191,4 +191,60 @@ struct ProtocolTests {
         }
         #expect(result?.lastRevision == 1)
     }
+
+    @Test("connections beyond the limit get GOAWAY RESOURCE_EXHAUSTED; the others keep working")
+    func connectionLimit() async throws {
+        let fixture = try ServerFixture { $0.maxConnections = 2 }
+        let first = try RawConnection(port: fixture.port)
+        try first.handshake()
+        let second = try RawConnection(port: fixture.port)
+        try second.handshake()
+        let third = try RawConnection(port: fixture.port)
+        let frames = try third.read(until: .goAway, callID: 0)
+        let reason = try frames.last.map { try Strata_V1_GoAway(serializedBytes: $0.payload) }
+        #expect(reason?.code == StatusCode.resourceExhausted.rawValue)
+        #expect(try third.readFrame() == nil)
+        var info = Strata_V1_GetStreamInfoRequest()
+        info.stream = "nothing"
+        try first.openCall(1, method: StreamsMethod.getStreamInfo, request: info)
+        #expect(try trailers(first.read(until: .trailers, callID: 1))?.code == StatusCode.notFound.rawValue)
+    }
+
+    @Test("a client that grants credit but never reads costs the server a bounded buffer")
+    func slowReaderIsBounded() async throws {
+        let limit = 256 * 1024
+        let fixture = try ServerFixture { $0.maxWriteBufferBytes = limit; $0.readPageSize = 64 }
+        let client = try await fixture.client()
+        defer { client.close() }
+        let big = Data(repeating: 0x61, count: 4000)
+        for i in 0..<40 {
+            _ = try await client.append(to: "big-\(i)", events: (0..<100).map { _ in .init(type: "Big", data: big) })
+        }
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        var read = Strata_V1_ReadRequest()
+        read.stream = "$all"
+        try raw.openCall(1, method: StreamsMethod.read, request: read)
+        var update = Strata_V1_WindowUpdate()
+        update.messages = 1_000_000
+        try raw.send(.windowUpdate, callID: 1, update)
+        // 4,000 events of ~4 KB (16 MB) are now allowed by credit, but the
+        // client reads nothing: the server must stop at its buffer limit.
+        var samples: [Int] = []
+        for _ in 0..<20 {
+            try await Task.sleep(for: .milliseconds(25))  // sampling over time is the point here
+            samples.append(fixture.server.queuedBytesPerConnection.max() ?? 0)
+        }
+        let peak = samples.max() ?? 0
+        #expect(peak > 0, "the server did queue responses")
+        // One pull may overshoot the limit by at most one page of messages.
+        #expect(peak <= limit + 64 * 4200, "peak queued \(peak) bytes")
+        // Reading everything still works afterwards.
+        var total = 0
+        while let frame = try raw.readFrame() {
+            if frame.type == .message { total += 1 }
+            if frame.type == .trailers { break }
+        }
+        #expect(total == 4001, "4,000 events and the end-of-stream message")
+    }
 }
