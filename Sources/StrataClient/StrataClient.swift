@@ -187,6 +187,9 @@ public struct ReadSequence: AsyncSequence, Sendable {
         private var consumed = 0
         private var window = 0
         private var done = false
+        /// Events of the last message not yet handed out.
+        private var page: [Strata_V1_RecordedEvent] = []
+        private var pageIndex = 0
 
         init(client: StrataClient, request: Strata_V1_ReadRequest, timeout: Duration?) {
             self.client = client
@@ -199,6 +202,10 @@ public struct ReadSequence: AsyncSequence, Sendable {
         }
 
         public func next() async throws(StrataClient.Error) -> StrataClient.RecordedEvent? {
+            if pageIndex < page.count {
+                pageIndex += 1
+                return StrataClient.RecordedEvent(page[pageIndex - 1])
+            }
             guard !done else { return nil }
             do {
                 if call == nil {
@@ -223,10 +230,10 @@ public struct ReadSequence: AsyncSequence, Sendable {
                         consumed = 0
                     }
                     let response = try Strata_V1_ReadResponse(serializedBytes: message)
-                    switch response.content {
-                    case .event(let event): return StrataClient.RecordedEvent(event)
-                    case .endOfStream, .none: continue
-                    }
+                    guard let first = response.events.first else { continue }
+                    page = response.events
+                    pageIndex = 1
+                    return StrataClient.RecordedEvent(first)
                 }
             } catch let error as RPCError {
                 done = true

@@ -246,38 +246,20 @@ public nonisolated struct Strata_V1_ReadRequest: Sendable {
   public init() {}
 }
 
+/// One page of a read. Events come in order; a page holds at most the server's
+/// read page size and stays well under max_frame_size. The last page of a read
+/// that reached the end of the stream (before max_count) has end_of_stream set
+/// (it may carry events or none).
 public nonisolated struct Strata_V1_ReadResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var content: Strata_V1_ReadResponse.OneOf_Content? = nil
+  public var events: [Strata_V1_RecordedEvent] = []
 
-  public var event: Strata_V1_RecordedEvent {
-    get {
-      if case .event(let v)? = content {return v}
-      return Strata_V1_RecordedEvent()
-    }
-    set {content = .event(newValue)}
-  }
-
-  /// The read reached the end before max_count (sent last, once).
-  public var endOfStream: Strata_V1_Empty {
-    get {
-      if case .endOfStream(let v)? = content {return v}
-      return Strata_V1_Empty()
-    }
-    set {content = .endOfStream(newValue)}
-  }
+  public var endOfStream: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public nonisolated enum OneOf_Content: Equatable, Sendable {
-    case event(Strata_V1_RecordedEvent)
-    /// The read reached the end before max_count (sent last, once).
-    case endOfStream(Strata_V1_Empty)
-
-  }
 
   public init() {}
 }
@@ -792,7 +774,7 @@ nonisolated extension Strata_V1_ReadRequest: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Strata_V1_ReadResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReadResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}event\0\u{3}end_of_stream\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0\u{3}end_of_stream\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -800,58 +782,26 @@ nonisolated extension Strata_V1_ReadResponse: SwiftProtobuf.Message, SwiftProtob
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try {
-        var v: Strata_V1_RecordedEvent?
-        var hadOneofValue = false
-        if let current = self.content {
-          hadOneofValue = true
-          if case .event(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.content = .event(v)
-        }
-      }()
-      case 2: try {
-        var v: Strata_V1_Empty?
-        var hadOneofValue = false
-        if let current = self.content {
-          hadOneofValue = true
-          if case .endOfStream(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.content = .endOfStream(v)
-        }
-      }()
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.endOfStream) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    switch self.content {
-    case .event?: try {
-      guard case .event(let v)? = self.content else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    }()
-    case .endOfStream?: try {
-      guard case .endOfStream(let v)? = self.content else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    }()
-    case nil: break
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 1)
+    }
+    if self.endOfStream != false {
+      try visitor.visitSingularBoolField(value: self.endOfStream, fieldNumber: 2)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Strata_V1_ReadResponse, rhs: Strata_V1_ReadResponse) -> Bool {
-    if lhs.content != rhs.content {return false}
+    if lhs.events != rhs.events {return false}
+    if lhs.endOfStream != rhs.endOfStream {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -355,7 +355,9 @@ final class Connection: @unchecked Sendable {
             }
             let batch: (messages: [[UInt8]], finished: Bool)
             do {
-                batch = try source.next(max: call.credit)
+                // One message per pull, so the buffer limit is overshot by at
+                // most one message (itself bounded by half the frame size).
+                batch = try source.next(max: 1)
             } catch {
                 finish(call.id, error)
                 return

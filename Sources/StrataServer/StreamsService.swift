@@ -10,10 +10,14 @@ import SwiftProtobuf
 public struct StreamsService: Sendable {
     let engine: StorageEngine
     let readPageSize: Int
+    /// Bytes of events per streamed message: half the frame limit, so a
+    /// message plus its protobuf overhead always fits in one frame.
+    let byteBudget: Int
 
-    public init(engine: StorageEngine, readPageSize: Int = 512) {
+    public init(engine: StorageEngine, readPageSize: Int = 512, maxFrameSize: UInt32 = ProtocolDefaults.maxFrameSize) {
         self.engine = engine
         self.readPageSize = readPageSize
+        self.byteBudget = Int(maxFrameSize) / 2
     }
 
     public func register(in router: inout Router) {
@@ -242,9 +246,11 @@ public struct StreamsService: Sendable {
     }
 }
 
-/// A read served page by page on demand: at most `max` messages per pull,
-/// then an end-of-stream message once the read is exhausted (also within
-/// `max`). Used only on its connection's queue.
+/// A read served on demand: each pull returns at most `max` messages, each
+/// one page of events (at most `eventsPerMessage`, and under `byteBudget`
+/// bytes so a message always fits in a frame). The last message of a read
+/// that reached the end carries `end_of_stream`. Used only on its
+/// connection's queue.
 final class PagedReadSource: ServerStreamSource {
     /// Reads up to `count` more events; returns them and whether the read is
     /// exhausted.
@@ -252,15 +258,19 @@ final class PagedReadSource: ServerStreamSource {
 
     private let lease: TenantLease
     private let readPage: ReadPage
-    private let pageSize: Int
+    private let eventsPerMessage: Int
+    private let byteBudget: Int
     private var remaining: UInt64
+    private var buffered: [RecordedEvent] = []
+    private var bufferedIndex = 0
     private var exhausted = false
-    private var endSent = false
+    private var finished = false
 
-    init(lease: TenantLease, limit: UInt64, pageSize: Int, readPage: @escaping ReadPage) {
+    init(lease: TenantLease, limit: UInt64, eventsPerMessage: Int, byteBudget: Int, readPage: @escaping ReadPage) {
         self.lease = lease
         self.remaining = limit
-        self.pageSize = pageSize
+        self.eventsPerMessage = eventsPerMessage
+        self.byteBudget = byteBudget
         self.readPage = readPage
     }
 
@@ -268,29 +278,36 @@ final class PagedReadSource: ServerStreamSource {
 
     func next(max: Int) throws(RPCError) -> (messages: [[UInt8]], finished: Bool) {
         var messages: [[UInt8]] = []
-        if !exhausted && remaining > 0 {
-            let count = Int(min(UInt64(min(max, pageSize)), remaining))
-            let page = try readPage(count)
-            messages.reserveCapacity(page.events.count + 1)
-            for event in page.events {
-                var response = Strata_V1_ReadResponse()
-                response.event = StreamsService.proto(event)
-                messages.append(try StreamsService.encode(response).get())
+        while messages.count < max && !finished {
+            if bufferedIndex == buffered.count && !exhausted && remaining > 0 {
+                let page = try readPage(Int(min(UInt64(eventsPerMessage), remaining)))
+                buffered = page.events
+                bufferedIndex = 0
+                remaining -= UInt64(page.events.count)
+                exhausted = page.exhausted
+                // A filtered page may be empty without the read being over: read on.
+                if buffered.isEmpty && !exhausted && remaining > 0 { continue }
             }
-            remaining -= UInt64(page.events.count)
-            exhausted = page.exhausted
+            var response = Strata_V1_ReadResponse()
+            var bytes = 0
+            while bufferedIndex < buffered.count && response.events.count < eventsPerMessage {
+                let event = buffered[bufferedIndex]
+                if !response.events.isEmpty && bytes + event.storedByteCount > byteBudget { break }
+                bytes += event.storedByteCount
+                response.events.append(StreamsService.proto(event))
+                bufferedIndex += 1
+            }
+            let drained = bufferedIndex == buffered.count
+            if drained && exhausted {
+                response.endOfStream = true
+                finished = true
+            } else if drained && remaining == 0 {
+                finished = true  // max_count reached: no end-of-stream marker
+            }
+            if response.events.isEmpty && !response.endOfStream { break }
+            messages.append(try StreamsService.encode(response).get())
         }
-        if remaining == 0 && !exhausted {
-            // max_count reached: no end-of-stream marker, the read simply ends.
-            return (messages, true)
-        }
-        if exhausted && !endSent && messages.count < max {
-            var end = Strata_V1_ReadResponse()
-            end.endOfStream = Strata_V1_Empty()
-            messages.append(try StreamsService.encode(end).get())
-            endSent = true
-        }
-        return (messages, endSent)
+        return (messages, finished)
     }
 }
 
@@ -299,7 +316,7 @@ extension StreamsService {
         var next: AllReadStart? = start
         let store = lease.store
         let pageSize = readPageSize
-        return PagedReadSource(lease: lease, limit: limit, pageSize: pageSize) { count throws(RPCError) in
+        return PagedReadSource(lease: lease, limit: limit, eventsPerMessage: pageSize, byteBudget: byteBudget) { count throws(RPCError) in
             guard let from = next else { return ([], true) }
             do {
                 // The scan limit keeps one pull's work bounded when a filter skips a lot.
@@ -316,7 +333,7 @@ extension StreamsService {
     func streamSource(lease: TenantLease, stream: String, start: StreamReadStart, backwards: Bool, limit: UInt64) -> PagedReadSource {
         var next: StreamReadStart? = start
         let store = lease.store
-        return PagedReadSource(lease: lease, limit: limit, pageSize: readPageSize) { count throws(RPCError) in
+        return PagedReadSource(lease: lease, limit: limit, eventsPerMessage: readPageSize, byteBudget: byteBudget) { count throws(RPCError) in
             guard let from = next else { return ([], true) }
             do {
                 let slice = try store.readStream(stream, from: from, direction: backwards ? .backwards : .forwards, maxCount: count)

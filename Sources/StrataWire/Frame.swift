@@ -42,7 +42,8 @@ public struct Frame: Sendable, Hashable {
     /// Appends the encoded frame to `out`.
     public func encode(into out: inout [UInt8]) {
         let length = UInt32(payload.count)
-        out.reserveCapacity(out.count + Self.headerSize + payload.count)
+        // No reserveCapacity here: reserving the exact size on every append
+        // would defeat the array's geometric growth and copy the buffer each time.
         out.append(UInt8(truncatingIfNeeded: length >> 24))
         out.append(UInt8(truncatingIfNeeded: length >> 16))
         out.append(UInt8(truncatingIfNeeded: length >> 8))

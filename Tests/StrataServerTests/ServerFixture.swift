@@ -23,7 +23,7 @@ final class ServerFixture: Sendable {
         configuration.port = 0
         configure(&configuration)
         var router = Router()
-        StreamsService(engine: engine, readPageSize: configuration.readPageSize).register(in: &router)
+        StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize).register(in: &router)
         extraRoutes(&router)
         server = StrataServer(configuration: configuration, router: router, log: { _ in })
         port = try server.start()

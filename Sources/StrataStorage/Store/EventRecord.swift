@@ -140,6 +140,10 @@ public struct RecordedEvent: Sendable, Hashable {
         }
     }
 
+    /// Bytes of the stored record (fields plus a fixed 48-byte header): a
+    /// cheap upper bound of the event's encoded size, for paging by bytes.
+    public var storedByteCount: Int { record.count }
+
     public var revision: UInt64 { field { EventRecord.revision($0) } }
     /// Commit time, nanoseconds since the Unix epoch (server clock).
     public var recordedAt: Int64 { field { EventRecord.recordedAt($0) } }
