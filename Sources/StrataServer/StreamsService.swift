@@ -288,24 +288,28 @@ final class PagedReadSource: ServerStreamSource {
                 // A filtered page may be empty without the read being over: read on.
                 if buffered.isEmpty && !exhausted && remaining > 0 { continue }
             }
-            var response = Strata_V1_ReadResponse()
+            var message: [UInt8] = []
             var bytes = 0
-            while bufferedIndex < buffered.count && response.events.count < eventsPerMessage {
+            var count = 0
+            while bufferedIndex < buffered.count && count < eventsPerMessage {
                 let event = buffered[bufferedIndex]
-                if !response.events.isEmpty && bytes + event.storedByteCount > byteBudget { break }
+                if count > 0 && bytes + event.storedByteCount > byteBudget { break }
                 bytes += event.storedByteCount
-                response.events.append(StreamsService.proto(event))
+                RecordedEventEncoder.appendEvent(event, to: &message)
+                count += 1
                 bufferedIndex += 1
             }
             let drained = bufferedIndex == buffered.count
+            var endOfStream = false
             if drained && exhausted {
-                response.endOfStream = true
+                endOfStream = true
                 finished = true
             } else if drained && remaining == 0 {
                 finished = true  // max_count reached: no end-of-stream marker
             }
-            if response.events.isEmpty && !response.endOfStream { break }
-            messages.append(try StreamsService.encode(response).get())
+            if endOfStream { RecordedEventEncoder.appendEndOfStream(to: &message) }
+            if count == 0 && !endOfStream { break }
+            messages.append(message)
         }
         return (messages, finished)
     }

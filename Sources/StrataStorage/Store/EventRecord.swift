@@ -100,6 +100,20 @@ enum EventRecord {
     }
 }
 
+/// Borrowed views of one event's fields (see `RecordedEvent.withFieldBytes`).
+public struct EventFieldBytes {
+    /// 16 bytes, the UUID as stored.
+    public let id: UnsafeRawBufferPointer
+    public let stream: UnsafeRawBufferPointer
+    public let type: UnsafeRawBufferPointer
+    public let contentType: UnsafeRawBufferPointer
+    public let data: UnsafeRawBufferPointer
+    public let metadata: UnsafeRawBufferPointer
+    public let revision: UInt64
+    public let position: UInt64
+    public let recordedAt: Int64
+}
+
 /// An event as stored: its record copied out of the map once (one
 /// allocation, an array), with fields decoded from that copy when they are
 /// read. Reading `$all` therefore costs one allocation per event, whatever the
@@ -137,6 +151,29 @@ public struct RecordedEvent: Sendable, Hashable {
             var uuid: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
             withUnsafeMutableBytes(of: &uuid) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[16 ..< 32])) }
             return UUID(uuid: uuid)
+        }
+    }
+
+    /// The event's fields as borrowed bytes, for encoders that copy them
+    /// straight into a wire format without building Swift values first. The
+    /// buffers are valid only inside `body`.
+    public func withFieldBytes<R>(_ body: (EventFieldBytes) throws -> R) rethrows -> R {
+        try record.withUnsafeBytes { bytes in
+            let streamCount = Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+            let typeCount = Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+            let contentTypeCount = Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self)))
+            let dataCount = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+            let metadataCount = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+            var offset = EventRecord.headerSize
+            func take(_ count: Int) -> UnsafeRawBufferPointer {
+                defer { offset += count }
+                return UnsafeRawBufferPointer(rebasing: bytes[offset ..< offset + count])
+            }
+            return try body(EventFieldBytes(
+                id: UnsafeRawBufferPointer(rebasing: bytes[16 ..< 32]),
+                stream: take(streamCount), type: take(typeCount), contentType: take(contentTypeCount),
+                data: take(dataCount), metadata: take(metadataCount),
+                revision: EventRecord.revision(bytes), position: position, recordedAt: EventRecord.recordedAt(bytes)))
         }
     }
 
