@@ -11,13 +11,7 @@ extension EventStore {
     }
 
     func loadStream(_ name: String, in txn: borrowing ReadTransaction) throws -> StreamRecord? {
-        var name = name
-        let stored = try name.withUTF8 { try txn.borrowValue(dbs.streams, key: UnsafeRawBufferPointer($0)) }
-        guard let stored else { return nil }
-        guard let record = StreamRecord(decoding: stored) else {
-            throw StorageError.corrupt(path: path, detail: "stream record of '\(name)' does not decode")
-        }
-        return record
+        try dbs.loadStream(name, in: txn, path: path)
     }
 
     /// Copies the event at `position` out of the map.
@@ -42,7 +36,10 @@ extension EventStore {
             guard let record = try loadStream(stream, in: txn), record.nextRevision > 0 else {
                 throw StorageError.streamNotFound(stream: stream)
             }
-            return record.info(name: stream)
+            guard let lastPosition = try position(ofStream: record.number, revision: record.nextRevision - 1, in: txn) else {
+                throw StorageError.corrupt(path: path, detail: "stream '\(stream)' has no index entry for its last revision")
+            }
+            return record.info(name: stream, lastRecordedAt: try event(at: lastPosition, in: txn).recordedAt)
         }
     }
 

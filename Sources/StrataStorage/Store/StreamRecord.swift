@@ -1,23 +1,27 @@
-/// The state of one stream, stored in the `streams` database under its name.
+/// The state of one stream. Stored in the `streams` database under its name
+/// are only the fields that change on create, delete and re-create; the
+/// current revision is derived from the stream index when the record is
+/// loaded, so a plain append never rewrites the record (one random page less
+/// per stream per commit).
 ///
-/// Layout (format 1, little-endian, 56 bytes):
+/// Stored layout (format 1, little-endian, 40 bytes):
 ///
 ///     0 u8 format   1 u8 flags (bit 0: deleted)   2..7 reserved
 ///     8 u64 stream number
-///    16 u64 next revision (events ever appended)
-///    24 u64 first visible revision (reads start here after a re-creation)
-///    32 i64 created at   40 i64 last recorded at   48 i64 deleted at (0: never)
+///    16 u64 first visible revision (reads start here after a re-creation)
+///    24 i64 created at   32 i64 deleted at (0: never)
 struct StreamRecord: Equatable {
     static let format: UInt8 = 1
-    static let size = 56
+    static let size = 40
 
     var number: UInt64
-    var nextRevision: UInt64
     var firstVisibleRevision: UInt64
     var isDeleted: Bool
     var createdAt: Int64
-    var lastRecordedAt: Int64
     var deletedAt: Int64
+    /// Derived, not stored: events ever appended (the next revision), from
+    /// the stream index.
+    var nextRevision: UInt64 = 0
 
     /// What an expectation is checked against.
     var actual: ActualRevision {
@@ -28,23 +32,20 @@ struct StreamRecord: Equatable {
 
     init(number: UInt64, createdAt: Int64) {
         self.number = number
-        self.nextRevision = 0
         self.firstVisibleRevision = 0
         self.isDeleted = false
         self.createdAt = createdAt
-        self.lastRecordedAt = createdAt
         self.deletedAt = 0
     }
 
+    /// Decodes the stored fields; the caller fills `nextRevision`.
     init?(decoding buffer: UnsafeRawBufferPointer) {
         guard buffer.count == Self.size, buffer[0] == Self.format else { return nil }
         isDeleted = buffer[1] & 1 != 0
         number = Keys.decodeUInt64LE(buffer, at: 8)
-        nextRevision = Keys.decodeUInt64LE(buffer, at: 16)
-        firstVisibleRevision = Keys.decodeUInt64LE(buffer, at: 24)
-        createdAt = Int64(bitPattern: Keys.decodeUInt64LE(buffer, at: 32))
-        lastRecordedAt = Int64(bitPattern: Keys.decodeUInt64LE(buffer, at: 40))
-        deletedAt = Int64(bitPattern: Keys.decodeUInt64LE(buffer, at: 48))
+        firstVisibleRevision = Keys.decodeUInt64LE(buffer, at: 16)
+        createdAt = Int64(bitPattern: Keys.decodeUInt64LE(buffer, at: 24))
+        deletedAt = Int64(bitPattern: Keys.decodeUInt64LE(buffer, at: 32))
     }
 
     func withEncoded<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
@@ -53,18 +54,46 @@ struct StreamRecord: Equatable {
             out[0] = Self.format
             out[1] = isDeleted ? 1 : 0
             out.storeBytes(of: number.littleEndian, toByteOffset: 8, as: UInt64.self)
-            out.storeBytes(of: nextRevision.littleEndian, toByteOffset: 16, as: UInt64.self)
-            out.storeBytes(of: firstVisibleRevision.littleEndian, toByteOffset: 24, as: UInt64.self)
-            out.storeBytes(of: createdAt.littleEndian, toByteOffset: 32, as: Int64.self)
-            out.storeBytes(of: lastRecordedAt.littleEndian, toByteOffset: 40, as: Int64.self)
-            out.storeBytes(of: deletedAt.littleEndian, toByteOffset: 48, as: Int64.self)
+            out.storeBytes(of: firstVisibleRevision.littleEndian, toByteOffset: 16, as: UInt64.self)
+            out.storeBytes(of: createdAt.littleEndian, toByteOffset: 24, as: Int64.self)
+            out.storeBytes(of: deletedAt.littleEndian, toByteOffset: 32, as: Int64.self)
         }
         return try bytes.withUnsafeBytes(body)
     }
 
-    func info(name: String) -> StreamInfo {
+    func info(name: String, lastRecordedAt: Int64) -> StreamInfo {
         StreamInfo(stream: name, lastRevision: nextRevision - 1, firstVisibleRevision: firstVisibleRevision,
                    isDeleted: isDeleted, createdAt: createdAt, lastRecordedAt: lastRecordedAt,
                    deletedAt: deletedAt == 0 ? nil : deletedAt)
+    }
+}
+
+/// Read access shared by read and write transactions, so the stream loading
+/// logic exists once.
+protocol TransactionReading: ~Copyable {
+    func borrowValue(_ db: Database, key: UnsafeRawBufferPointer) throws(LMDBError) -> UnsafeRawBufferPointer?
+    func withCursor<R>(_ db: Database, _ body: (inout Cursor) throws -> R) throws -> R
+}
+
+extension ReadTransaction: TransactionReading {}
+extension WriteTransaction: TransactionReading {}
+
+extension TenantDatabases {
+    /// Loads a stream's record and derives its next revision from the index.
+    func loadStream<T: TransactionReading & ~Copyable>(_ name: String, in txn: borrowing T, path: String) throws -> StreamRecord? {
+        var name = name
+        let stored = try name.withUTF8 { try txn.borrowValue(streams, key: UnsafeRawBufferPointer($0)) }
+        guard let stored else { return nil }
+        guard var record = StreamRecord(decoding: stored) else {
+            throw StorageError.corrupt(path: path, detail: "stream record of '\(name)' does not decode")
+        }
+        // The last index entry of this stream: (number, UInt64.max) or before.
+        let last = try txn.withCursor(streamIndex) { cursor in
+            try Keys.withStreamRevision(record.number, .max) { try cursor.seek(atOrBefore: $0) }
+        }
+        if let last, Keys.decodeUInt64BE(last.key, at: 0) == record.number {
+            record.nextRevision = Keys.decodeUInt64BE(last.key, at: 8) + 1
+        }
+        return record
     }
 }

@@ -96,13 +96,7 @@ struct WriteBatch {
     }
 
     private func loadStream(_ name: String, in txn: borrowing WriteTransaction) throws -> StreamRecord? {
-        var name = name
-        let stored = try name.withUTF8 { try txn.borrowValue(dbs.streams, key: UnsafeRawBufferPointer($0)) }
-        guard let stored else { return nil }
-        guard let record = StreamRecord(decoding: stored) else {
-            throw StorageError.corrupt(path: "streams", detail: "stream record of '\(name)' does not decode")
-        }
-        return record
+        try dbs.loadStream(name, in: txn, path: "streams")
     }
 
     private func storedPosition(of id: UUID, in txn: borrowing WriteTransaction) throws -> UInt64? {
@@ -192,6 +186,7 @@ struct WriteBatch {
     private mutating func apply(_ write: StreamWrite, to record: StreamRecord, isNew: Bool,
                                 in txn: borrowing WriteTransaction) throws -> AppendResult {
         var record = record
+        let recreated = record.isDeleted
         if record.isDeleted {
             // Re-creation after a soft delete: revisions continue (they are
             // never reused), reads start at the new incarnation.
@@ -222,10 +217,13 @@ struct WriteBatch {
             counters.nextPosition += 1
             record.nextRevision += 1
         }
-        record.lastRecordedAt = commitTime
-        var name = write.stream
-        try name.withUTF8 { key in
-            try record.withEncoded { try txn.put(dbs.streams, key: UnsafeRawBufferPointer(key), value: $0) }
+        if isNew || recreated {
+            // Only creation and re-creation change the stored record; a plain
+            // append changes only the index the revision is derived from.
+            var name = write.stream
+            try name.withUTF8 { key in
+                try record.withEncoded { try txn.put(dbs.streams, key: UnsafeRawBufferPointer(key), value: $0) }
+            }
         }
         if isNew {
             try TenantDatabases.nextStreamNumberKey.withUnsafeBytes { key in
