@@ -212,7 +212,9 @@ final class ClientConnection: @unchecked Sendable {
         headers.metadata = metadata
         if let timeout {
             let (seconds, attoseconds) = timeout.components
-            headers.timeoutMs = UInt64(max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+            // Clamped: a negative timeout means "already due", a huge one "none to speak of".
+            let (millis, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+            headers.timeoutMs = overflow ? UInt64.max : UInt64(Swift.max(1, millis + attoseconds / 1_000_000_000_000_000))
         }
         var bytes: [UInt8] = []
         Frame(type: .headers, callID: id, payload: (try? headers.serializedBytes()) ?? []).encode(into: &bytes)

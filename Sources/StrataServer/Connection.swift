@@ -239,13 +239,17 @@ final class Connection: @unchecked Sendable {
             sendTrailers(callID, error)
             return
         }
-        let deadline = headers.timeoutMs > 0 ? ContinuousClock.now + .milliseconds(Int64(clamping: headers.timeoutMs)) : nil
+        // Deadlines beyond 30 days are treated as 30 days: any client value is
+        // safe to turn into a timer (Dispatch's nanosecond arithmetic would
+        // overflow on values near UInt64.max).
+        let timeoutMs = min(headers.timeoutMs, 30 * 24 * 3_600_000)
+        let deadline = timeoutMs > 0 ? ContinuousClock.now + .milliseconds(Int64(timeoutMs)) : nil
         let context = CallContext(method: headers.method, tenant: tenant, metadata: headers.metadata,
                                   requestID: headers.metadata[MetadataKey.requestID], deadline: deadline, peer: peer)
         let call = ServerCall(id: callID, handler: handler, context: context, credit: peerInitialWindow)
-        if headers.timeoutMs > 0 {
+        if timeoutMs > 0 {
             let timer = DispatchSource.makeTimerSource(queue: queue)
-            timer.schedule(deadline: .now() + .milliseconds(Int(clamping: headers.timeoutMs)))
+            timer.schedule(deadline: .now() + .milliseconds(Int(timeoutMs)))
             timer.setEventHandler { [self] in
                 guard calls[callID] != nil else { return }
                 finish(callID, RPCError(.deadlineExceeded, "the call's deadline of \(headers.timeoutMs) ms passed"))

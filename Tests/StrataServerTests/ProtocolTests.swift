@@ -62,6 +62,17 @@ struct ProtocolTests {
         #expect(ContinuousClock.now - started >= .milliseconds(100))
     }
 
+    @Test("an absurd deadline (timeout_ms = UInt64.max) is served as a long one, not a crash")
+    func hugeDeadline() throws {
+        let fixture = try ServerFixture()
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        var info = Strata_V1_GetStreamInfoRequest()
+        info.stream = "x"
+        try raw.openCall(1, method: StreamsMethod.getStreamInfo, timeoutMs: .max, request: info)
+        #expect(try trailers(raw.read(until: .trailers, callID: 1))?.code == StatusCode.notFound.rawValue)
+    }
+
     @Test("a streaming read sends only its credit, continues on WINDOW_UPDATE, and stops at CANCEL")
     func creditAndCancel() async throws {
         let fixture = try ServerFixture { $0.initialWindowMessages = 10; $0.readPageSize = 4 }
