@@ -143,6 +143,54 @@ struct ProtocolTests {
         #expect(try await client.streamInfo("still-fine").lastRevision == 0)
     }
 
+    /// Each malformed sequence (after a good handshake) and the GOAWAY code
+    /// PROTOCOL.md section 6 promises for it.
+    static let connectionErrors: [(String, [Frame])] = [
+        ("call id not increasing", [
+            Frame(type: .headers, callID: 5, payload: (try? { var h = Strata_V1_CallHeaders(); h.method = "/x/y"; return h }().serializedBytes()) ?? []),
+            Frame(type: .headers, callID: 3, payload: []),
+        ]),
+        ("call id 0", [Frame(type: .headers, callID: 0, payload: [])]),
+        ("MESSAGE for a call never opened", [Frame(type: .message, flags: .endStream, callID: 9, payload: [])]),
+        ("WINDOW_UPDATE for a call never opened", [Frame(type: .windowUpdate, callID: 9, payload: [8, 1])]),
+        ("TRAILERS from a client", [Frame(type: .trailers, callID: 1, payload: [])]),
+        ("PING without 8 bytes", [Frame(type: .ping, payload: [1, 2, 3])]),
+        ("PING on a call", [Frame(type: .ping, callID: 1, payload: [0, 0, 0, 0, 0, 0, 0, 0])]),
+        ("SETTINGS on a call", [Frame(type: .settings, callID: 1, payload: [])]),
+        ("undecodable SETTINGS", [Frame(type: .settings, payload: [0xFF, 0xFF, 0xFF])]),
+    ]
+
+    @Test("protocol violations get GOAWAY INVALID_ARGUMENT and a close", arguments: connectionErrors)
+    func connectionError(name: String, frames: [Frame]) throws {
+        let fixture = try ServerFixture()
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        for frame in frames { raw.send(frame) }
+        let last = try raw.read(until: .goAway, callID: 0).last
+        let goAway = try last.map { try Strata_V1_GoAway(serializedBytes: $0.payload) }
+        #expect(goAway?.code == StatusCode.invalidArgument.rawValue, "\(name)")
+        #expect(try raw.readFrame() == nil, "closed after GOAWAY: \(name)")
+    }
+
+    @Test("a request without END_STREAM, and a preface of another version, are refused as promised")
+    func otherRefusals() throws {
+        let fixture = try ServerFixture()
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        var headers = Strata_V1_CallHeaders()
+        headers.method = StreamsMethod.getStreamInfo
+        headers.metadata = ["tenant": "acme"]
+        try raw.send(.headers, callID: 1, headers)
+        try raw.send(.message, callID: 1, Strata_V1_GetStreamInfoRequest())
+        #expect(try trailers(raw.read(until: .trailers, callID: 1))?.code == StatusCode.invalidArgument.rawValue)
+
+        let version2 = try RawConnection(port: fixture.port)
+        version2.send(Preface.magic + [0, 2])
+        let goAway = try version2.read(until: .goAway, callID: 0).last.map { try Strata_V1_GoAway(serializedBytes: $0.payload) }
+        #expect(goAway?.code == StatusCode.invalidArgument.rawValue)
+        #expect(goAway?.reason.contains("version 2") == true)
+    }
+
     @Test("a connection that never completes the handshake is closed after the handshake timeout")
     func handshakeTimeout() throws {
         let fixture = try ServerFixture { $0.handshakeTimeout = .milliseconds(200) }
