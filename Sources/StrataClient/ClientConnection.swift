@@ -289,6 +289,7 @@ final class ClientConnection: @unchecked Sendable {
 
     private func readLoop() {
         var decoder = FrameDecoder(maxPayloadSize: maxFrameSize, expectPreface: true)
+        var handshakeComplete = false
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         defer {
             writeLock.lock()
@@ -305,7 +306,26 @@ final class ClientConnection: @unchecked Sendable {
             }
             buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0 ..< count])) }
             do {
-                while let frame = try decoder.next() { handle(frame) }
+                while let frame = try decoder.next() {
+                    let (open, last) = state.withLock { ($0.calls[frame.callID] != nil, $0.nextCallID &- 1) }
+                    switch FrameRules.check(frame, role: .client, handshakeComplete: handshakeComplete,
+                                            callIsOpen: open, lastCallID: last) {
+                    case .accept:
+                        if frame.type == .settings { handshakeComplete = true }
+                        handle(frame)
+                    case .ignore:
+                        continue
+                    case let .connectionError(code, reason):
+                        // The server broke the protocol: tell it why, then fail every call.
+                        var goAway = Strata_V1_GoAway()
+                        goAway.code = code.rawValue
+                        goAway.reason = reason
+                        try? write(Frame(type: .goAway, payload: (try? goAway.serializedBytes()) ?? []).encoded)
+                        fail(RPCError(.internal, "protocol error from the server: \(reason)"))
+                        shutdown(fd, Int32(SHUT_RDWR))
+                        return
+                    }
+                }
             } catch {
                 fail(RPCError(.internal, "bad data from the server: \(error)"))
                 shutdown(fd, Int32(SHUT_RDWR))

@@ -166,11 +166,14 @@ final class Connection: @unchecked Sendable {
     // MARK: - Frames
 
     private func handle(_ frame: Frame) {
-        if handshake == .awaitingSettings {
-            guard frame.type == .settings, !frame.flags.contains(.ack), frame.callID == 0 else {
-                goAway(code: .invalidArgument, reason: "the first frame after the preface must be SETTINGS")
-                return
-            }
+        let verdict = FrameRules.check(frame, role: .server, handshakeComplete: handshake == .open,
+                                       callIsOpen: calls[frame.callID] != nil, lastCallID: lastCallID)
+        switch verdict {
+        case .accept: break
+        case .ignore: return
+        case let .connectionError(code, reason):
+            goAway(code: code, reason: reason)
+            return
         }
         switch frame.type {
         case .settings: handleSettings(frame)
@@ -183,15 +186,11 @@ final class Connection: @unchecked Sendable {
             goingAway = true
             if calls.isEmpty { closeAfterFlush() }
         case .trailers:
-            goAway(code: .invalidArgument, reason: "clients do not send TRAILERS")
+            break  // refused by FrameRules
         }
     }
 
     private func handleSettings(_ frame: Frame) {
-        guard frame.callID == 0 else {
-            goAway(code: .invalidArgument, reason: "SETTINGS must use call id 0")
-            return
-        }
         if frame.flags.contains(.ack) { return }
         guard let settings = decodeControl(Strata_V1_Settings.self, frame) else { return }
         if settings.initialWindowMessages != 0 {
@@ -204,11 +203,7 @@ final class Connection: @unchecked Sendable {
 
     private func handleHeaders(_ frame: Frame) {
         let callID = frame.callID
-        guard callID != 0, callID > lastCallID else {
-            goAway(code: .invalidArgument, reason: "call id \(callID) is not greater than the previous one (\(lastCallID))")
-            return
-        }
-        lastCallID = callID
+        lastCallID = callID  // FrameRules checked that it increases
         if goingAway {
             sendTrailers(callID, RPCError(.unavailable, "the server is shutting down; retry on a new connection"))
             return
@@ -261,14 +256,7 @@ final class Connection: @unchecked Sendable {
     }
 
     private func handleMessage(_ frame: Frame) {
-        guard let call = calls[frame.callID] else {
-            // A call that already ended (deadline, refusal, cancel) may still
-            // get frames in flight; a call that never opened is an error.
-            if frame.callID == 0 || frame.callID > lastCallID {
-                goAway(code: .invalidArgument, reason: "MESSAGE for call \(frame.callID), which was never opened")
-            }
-            return
-        }
+        guard let call = calls[frame.callID] else { return }  // FrameRules: the call is open
         guard case .awaitingRequest = call.state else {
             finish(call.id, RPCError(.invalidArgument, "this method takes one request message"))
             return
@@ -305,12 +293,7 @@ final class Connection: @unchecked Sendable {
 
     private func handleWindowUpdate(_ frame: Frame) {
         guard let update = decodeControl(Strata_V1_WindowUpdate.self, frame) else { return }
-        guard let call = calls[frame.callID] else {
-            if frame.callID == 0 || frame.callID > lastCallID {
-                goAway(code: .invalidArgument, reason: "WINDOW_UPDATE for call \(frame.callID), which was never opened")
-            }
-            return
-        }
+        guard let call = calls[frame.callID] else { return }  // FrameRules: the call is open
         // Capped so a hostile client cannot overflow the counter.
         call.credit = min(call.credit + Int(update.messages), 1 << 30)
         pump(call)
@@ -323,10 +306,6 @@ final class Connection: @unchecked Sendable {
     }
 
     private func handlePing(_ frame: Frame) {
-        guard frame.callID == 0, frame.payload.count == 8 else {
-            goAway(code: .invalidArgument, reason: "PING must use call id 0 and carry 8 bytes")
-            return
-        }
         if !frame.flags.contains(.ack) {
             send(Frame(type: .ping, flags: .ack, payload: frame.payload))
         }
