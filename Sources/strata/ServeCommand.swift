@@ -58,11 +58,6 @@ struct ServeCommand: ParsableCommand {
         }
 
         let engine = try StorageEngine(options: settings.storage)
-        let devTenant = settings.developmentTenant
-        if !engine.tenantExists(devTenant) {
-            try engine.createTenant(devTenant).release()
-            print("strata: created tenant '\(devTenant)' in \(engine.directory(of: devTenant))")
-        }
         let server = StrataServer(configuration: settings.server, engine: engine)
         let bound: UInt16
         do {
@@ -70,6 +65,12 @@ struct ServeCommand: ParsableCommand {
         } catch {
             engine.close()
             throw StartupError("cannot listen on \(settings.server.host):\(settings.server.port): \(error)")
+        }
+        // Created only once the port is ours, so a failed start leaves nothing behind.
+        let devTenant = settings.developmentTenant
+        if !engine.tenantExists(devTenant) {
+            try engine.createTenant(devTenant).release()
+            print("strata: created tenant '\(devTenant)' in \(engine.directory(of: devTenant))")
         }
         print("strata: listening on \(settings.server.host):\(bound); data in \(settings.storage.dataDirectory) (durability \(settings.storage.store.durability.rawValue)); tenants: \(engine.listTenants().joined(separator: ", "))")
         print("strata: DEVELOPMENT MODE: any API key is accepted. Do not expose this port.")
