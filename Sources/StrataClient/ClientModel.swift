@@ -70,6 +70,19 @@ extension StrataClient {
         /// Commit time, nanoseconds since the Unix epoch (server clock).
         public let recordedAt: Int64
 
+        init(id: UUID, stream: String, revision: UInt64, position: UInt64, type: String, contentType: String,
+             data: Data, metadata: Data, recordedAt: Int64) {
+            self.id = id
+            self.stream = stream
+            self.revision = revision
+            self.position = position
+            self.type = type
+            self.contentType = contentType
+            self.data = data
+            self.metadata = metadata
+            self.recordedAt = recordedAt
+        }
+
         init(_ p: Strata_V1_RecordedEvent) {
             id = p.id.count == 16 ? p.id.withUnsafeBytes { UUID(uuid: $0.loadUnaligned(as: uuid_t.self)) } : UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
             stream = p.stream

@@ -188,7 +188,7 @@ public struct ReadSequence: AsyncSequence, Sendable {
         private var window = 0
         private var done = false
         /// Events of the last message not yet handed out.
-        private var page: [Strata_V1_RecordedEvent] = []
+        private var page: [StrataClient.RecordedEvent] = []
         private var pageIndex = 0
 
         init(client: StrataClient, request: Strata_V1_ReadRequest, timeout: Duration?) {
@@ -204,7 +204,7 @@ public struct ReadSequence: AsyncSequence, Sendable {
         public func next() async throws(StrataClient.Error) -> StrataClient.RecordedEvent? {
             if pageIndex < page.count {
                 pageIndex += 1
-                return StrataClient.RecordedEvent(page[pageIndex - 1])
+                return page[pageIndex - 1]
             }
             guard !done else { return nil }
             do {
@@ -229,11 +229,11 @@ public struct ReadSequence: AsyncSequence, Sendable {
                         call.connection.grant(call.id, messages: consumed)
                         consumed = 0
                     }
-                    let response = try Strata_V1_ReadResponse(serializedBytes: message)
+                    let response = try ReadResponseDecoder.decode(message)
                     guard let first = response.events.first else { continue }
                     page = response.events
                     pageIndex = 1
-                    return StrataClient.RecordedEvent(first)
+                    return first
                 }
             } catch let error as RPCError {
                 done = true

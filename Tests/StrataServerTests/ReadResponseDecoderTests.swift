@@ -1,0 +1,69 @@
+import Foundation
+@testable import StrataClient
+import StrataProto
+import SwiftProtobuf
+import Testing
+
+@Suite("Hand-written ReadResponse decoder")
+struct ReadResponseDecoderTests {
+    static func sample() -> Strata_V1_ReadResponse {
+        var page = Strata_V1_ReadResponse()
+        for i in 0..<50 {
+            var event = Strata_V1_RecordedEvent()
+            event.id = withUnsafeBytes(of: UUID().uuid) { Data($0) }
+            event.stream = i % 7 == 0 ? "ünïcode-😀-\(i)" : "s-\(i)"
+            event.revision = UInt64(i * i)  // includes 0, which protobuf omits
+            event.position = UInt64(1 << (i % 40))
+            event.type = "T\(i)"
+            event.contentType = i % 2 == 0 ? "" : "application/json"
+            event.data = Data(repeating: UInt8(i), count: i * 41)
+            event.metadata = i % 3 == 0 ? Data() : Data("m\(i)".utf8)
+            event.recordedAt = i % 5 == 0 ? -Int64(i) : 1_795_000_000_000_000_000 + Int64(i)
+            page.events.append(event)
+        }
+        page.endOfStream = true
+        return page
+    }
+
+    @Test("decodes what swift-protobuf encodes, skipping unknown fields")
+    func matches() throws {
+        let reference = Self.sample()
+        var bytes: [UInt8] = try reference.serializedBytes()
+        bytes += [0x78, 0x05]  // unknown varint field 15
+        bytes += [0x82, 0x01, 0x03, 1, 2, 3]  // unknown length-delimited field 16
+        let decoded = try ReadResponseDecoder.decode(bytes)
+        #expect(decoded.endOfStream)
+        #expect(decoded.events == reference.events.map(StrataClient.RecordedEvent.init))
+    }
+
+    @Test("every truncation either decodes like swift-protobuf or is refused; nothing crashes")
+    func truncations() throws {
+        var small = Strata_V1_ReadResponse()
+        small.events = Array(Self.sample().events.prefix(3))
+        let bytes: [UInt8] = try small.serializedBytes()
+        for length in 0..<bytes.count {
+            let prefix = Array(bytes[0..<length])
+            let ours = try? ReadResponseDecoder.decode(prefix)
+            let theirs = try? Strata_V1_ReadResponse(serializedBytes: prefix)
+            #expect((ours == nil) == (theirs == nil), "prefix of \(length) bytes")
+            if let ours, let theirs {
+                #expect(ours.events == theirs.events.map(StrataClient.RecordedEvent.init))
+            }
+        }
+    }
+
+    @Test("malformed input is refused: bad wire types, overlong lengths, invalid UTF-8")
+    func malformed() {
+        let cases: [[UInt8]] = [
+            [0x0B],  // field 1 as a group
+            [0x0A, 0x05, 0x12],  // length past the end
+            [0x0A, 0x03, 0x12, 0x01, 0xFF],  // stream with invalid UTF-8
+            [0x0A, 0x02, 0x10, 0x80],  // truncated varint inside an event
+            [0x00],  // field number 0
+            [0x0A, 0x02, 0x1A, 0x00],  // revision (varint field) sent length-delimited
+        ]
+        for bytes in cases {
+            #expect(throws: (any Error).self, "\(bytes)") { _ = try ReadResponseDecoder.decode(bytes) }
+        }
+    }
+}
