@@ -7,7 +7,8 @@ import Foundation
 /// |----------------|--------------------------------------|------------------------------------|
 /// | `meta`         | setting name (ASCII)                 | setting value                      |
 /// | `log`          | global position (u64, integer key)   | event record (`EventRecord`)       |
-/// | `streams`      | stream name (UTF-8)                  | stream record (`StreamRecord`)     |
+/// | `streams`      | stream name (UTF-8)                  | stream record (`StreamRecord`; the |
+/// |                |                                      | revision comes from `stream-index`)|
 /// | `stream-index` | stream number, revision (u64 BE ×2)  | global position (u64 LE)           |
 /// | `event-ids`    | event id (16 bytes)                  | global position (u64 LE)           |
 /// | `time-index`   | commit time, ns (u64, integer key)   | first position of that commit (LE) |
