@@ -112,6 +112,29 @@ struct ProtocolTests {
         #expect(try trailers(raw.read(until: .trailers, callID: 3))?.code == 0)
     }
 
+    @Test("a client's SETTINGS can lower the initial window, not raise it")
+    func clientInitialWindow() async throws {
+        let fixture = try ServerFixture { $0.initialWindowMessages = 8; $0.readPageSize = 1 }
+        let client = try await fixture.client()
+        defer { client.close() }
+        _ = try await client.append(to: "w", events: events(50))
+        for (asked, expected) in [(3, 3), (20, 8)] {
+            let raw = try RawConnection(port: fixture.port, receiveTimeout: .milliseconds(300))
+            raw.send(Preface.bytes)
+            var settings = Strata_V1_Settings()
+            settings.initialWindowMessages = UInt32(asked)
+            try raw.send(.settings, settings)
+            var read = Strata_V1_ReadRequest()
+            read.stream = "w"
+            try raw.openCall(1, method: StreamsMethod.read, request: read)
+            var messages = 0
+            while let frame = try raw.readFrame() {
+                if frame.type == .message && frame.callID == 1 { messages += 1 }
+            }
+            #expect(messages == expected, "asked for \(asked)")
+        }
+    }
+
     @Test("an oversized frame or garbage gets GOAWAY and a close; other connections are unaffected")
     func badInput() async throws {
         let fixture = try ServerFixture { $0.maxFrameSize = 1024 }
