@@ -232,16 +232,11 @@ extension GroupCommitWriter {
     fileprivate func storedIDConflict(_ id: UUID) -> StorageError {
         do {
             return try env.read { txn in
-                let position = try withUnsafeBytes(of: id.uuid) { key in
-                    try txn.borrowValue(dbs.eventIDs, key: key).map { Keys.decodeUInt64LE($0) }
-                }
-                guard let position,
-                      let record = try Keys.withPosition(position, { try txn.borrowValue(dbs.log, key: $0) }),
-                      EventRecord.isValid(record) else {
+                guard let position = try dbs.position(ofEventID: id, in: txn) else {
                     return StorageError.corrupt(path: env.path, detail: "event id \(id) collided but is not stored")
                 }
-                return .eventIDConflict(id: id, storedStream: String(decoding: EventRecord.streamName(record), as: UTF8.self),
-                                        storedRevision: EventRecord.revision(record))
+                let stored = try dbs.identity(at: position, in: txn, path: env.path)
+                return .eventIDConflict(id: id, storedStream: stored.stream, storedRevision: stored.revision)
             }
         } catch {
             return EventStore.storageError(error, tenant: tenant, mapSize: env.options.mapSize)

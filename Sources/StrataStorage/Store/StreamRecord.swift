@@ -1,3 +1,5 @@
+import Foundation
+
 /// The state of one stream. Stored in the `streams` database under its name
 /// are only the fields that change on create, delete and re-create; the
 /// current revision is derived from the stream index when the record is
@@ -95,5 +97,33 @@ extension TenantDatabases {
             record.nextRevision = Keys.decodeUInt64BE(last.key, at: 8) + 1
         }
         return record
+    }
+}
+
+/// Where an event is stored and as what: the event-id index and the log,
+/// read the same way by the writer and by its error answers.
+struct StoredIdentity {
+    let position: UInt64
+    let stream: String
+    let revision: UInt64
+    let recordedAt: Int64
+}
+
+extension TenantDatabases {
+    /// The position stored for an event id, if any.
+    func position<T: TransactionReading & ~Copyable>(ofEventID id: UUID, in txn: borrowing T) throws -> UInt64? {
+        try withUnsafeBytes(of: id.uuid) { key in
+            try txn.borrowValue(eventIDs, key: key).map { Keys.decodeUInt64LE($0) }
+        }
+    }
+
+    /// The stream, revision and time of the event at `position`.
+    func identity<T: TransactionReading & ~Copyable>(at position: UInt64, in txn: borrowing T, path: String) throws -> StoredIdentity {
+        let record = try Keys.withPosition(position) { try txn.borrowValue(log, key: $0) }
+        guard let record, EventRecord.isValid(record) else {
+            throw StorageError.corrupt(path: path, detail: "event-id index points at position \(position), which does not decode")
+        }
+        return StoredIdentity(position: position, stream: String(decoding: EventRecord.streamName(record), as: UTF8.self),
+                              revision: EventRecord.revision(record), recordedAt: EventRecord.recordedAt(record))
     }
 }

@@ -99,18 +99,12 @@ struct WriteBatch {
         try dbs.loadStream(name, in: txn, path: "streams")
     }
 
-    private func storedPosition(of id: UUID, in txn: borrowing WriteTransaction) throws -> UInt64? {
-        try withUnsafeBytes(of: id.uuid) { key in
-            try txn.borrowValue(dbs.eventIDs, key: key).map { Keys.decodeUInt64LE($0) }
-        }
-    }
-
     private mutating func plan(_ write: StreamWrite, in txn: borrowing WriteTransaction) throws -> Plan {
         let existing = try loadStream(write.stream, in: txn)
         // Idempotency: an append whose first id is stored is a retry, and is
         // answered from what is stored, or refused if it does not match.
         // The other ids are checked as they are inserted (see `IDCollision`).
-        if let firstID = write.events.first?.id, let position = try storedPosition(of: firstID, in: txn) {
+        if let firstID = write.events.first?.id, let position = try dbs.position(ofEventID: firstID, in: txn) {
             return .replay(try replayResult(write, firstPosition: position, record: existing, in: txn))
         }
         let actual = existing?.actual ?? .noStream
@@ -130,45 +124,28 @@ struct WriteBatch {
         return .write(record: record, isNew: true)
     }
 
-    /// The stream name and revision of the event stored at `position`.
-    func storedIdentity(at position: UInt64, in txn: borrowing WriteTransaction) throws -> (String, UInt64) {
-        let record = try Keys.withPosition(position) { try txn.borrowValue(dbs.log, key: $0) }
-        guard let record, EventRecord.isValid(record) else {
-            throw StorageError.corrupt(path: "log", detail: "event-id index points at position \(position), which does not decode")
-        }
-        return (String(decoding: EventRecord.streamName(record), as: UTF8.self), EventRecord.revision(record))
-    }
-
     /// Checks that every event of `write` is stored, in order, at consecutive
     /// revisions of the same stream, consistently with the expectation; then
     /// returns the original result.
     private func replayResult(_ write: StreamWrite, firstPosition: UInt64, record: StreamRecord?,
                               in txn: borrowing WriteTransaction) throws -> AppendResult {
-        var positions: [UInt64] = []
-        var firstRevision: UInt64 = 0
-        var recordedAt: Int64 = 0
-        for (index, event) in write.events.enumerated() {
-            let position = index == 0 ? firstPosition : try storedPosition(of: event.id, in: txn)
-            guard let position else {
-                // Some ids stored, some not: not a retry of one append.
-                let (stream, revision) = try storedIdentity(at: firstPosition, in: txn)
-                throw StorageError.eventIDConflict(id: write.events[0].id, storedStream: stream, storedRevision: revision)
-            }
-            let stored = try Keys.withPosition(position) { try txn.borrowValue(dbs.log, key: $0) }
-            guard let stored, EventRecord.isValid(stored) else {
-                throw StorageError.corrupt(path: "log", detail: "event-id index points at position \(position), which does not decode")
-            }
-            let stream = String(decoding: EventRecord.streamName(stored), as: UTF8.self)
-            let revision = EventRecord.revision(stored)
-            if index == 0 {
-                firstRevision = revision
-                recordedAt = EventRecord.recordedAt(stored)
-            }
-            guard stream == write.stream, revision == firstRevision + UInt64(index) else {
-                throw StorageError.eventIDConflict(id: event.id, storedStream: stream, storedRevision: revision)
-            }
-            positions.append(position)
+        let first = try dbs.identity(at: firstPosition, in: txn, path: "log")
+        guard first.stream == write.stream else {
+            throw StorageError.eventIDConflict(id: write.events[0].id, storedStream: first.stream, storedRevision: first.revision)
         }
+        var lastPosition = firstPosition
+        for (index, event) in write.events.enumerated().dropFirst() {
+            guard let position = try dbs.position(ofEventID: event.id, in: txn) else {
+                // Some ids stored, some not: not a retry of one append.
+                throw StorageError.eventIDConflict(id: write.events[0].id, storedStream: first.stream, storedRevision: first.revision)
+            }
+            let stored = try dbs.identity(at: position, in: txn, path: "log")
+            guard stored.stream == write.stream, stored.revision == first.revision + UInt64(index) else {
+                throw StorageError.eventIDConflict(id: event.id, storedStream: stored.stream, storedRevision: stored.revision)
+            }
+            lastPosition = position
+        }
+        let firstRevision = first.revision
         let consistent: Bool = switch write.expected {
         case .any, .streamExists: true
         case .noStream: firstRevision == 0 || firstRevision == record?.firstVisibleRevision
@@ -179,8 +156,8 @@ struct WriteBatch {
         }
         return AppendResult(stream: write.stream, firstRevision: firstRevision,
                             lastRevision: firstRevision + UInt64(write.events.count - 1),
-                            firstPosition: positions[0], lastPosition: positions[positions.count - 1],
-                            recordedAt: recordedAt, replayed: true)
+                            firstPosition: firstPosition, lastPosition: lastPosition,
+                            recordedAt: first.recordedAt, replayed: true)
     }
 
     private mutating func apply(_ write: StreamWrite, to record: StreamRecord, isNew: Bool,
