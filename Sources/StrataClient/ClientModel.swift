@@ -82,18 +82,6 @@ extension StrataClient {
             self.metadata = metadata
             self.recordedAt = recordedAt
         }
-
-        init(_ p: Strata_V1_RecordedEvent) {
-            id = p.id.count == 16 ? p.id.withUnsafeBytes { UUID(uuid: $0.loadUnaligned(as: uuid_t.self)) } : UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
-            stream = p.stream
-            revision = p.revision
-            position = p.position
-            type = p.type
-            contentType = p.contentType
-            data = p.data
-            metadata = p.metadata
-            recordedAt = p.recordedAt
-        }
     }
 
     public struct AppendResult: Sendable, Hashable {

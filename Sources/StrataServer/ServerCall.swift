@@ -10,6 +10,8 @@ final class ServerCall {
         case running
         /// A server-streaming call sending within its credit.
         case streaming(any ServerStreamSource)
+        /// Finished, cancelled or past its deadline.
+        case ended
     }
 
     let id: UInt32
@@ -31,6 +33,6 @@ final class ServerCall {
     func end() {
         deadlineTimer?.cancel()
         deadlineTimer = nil
-        state = .running
+        state = .ended
     }
 }

@@ -214,6 +214,43 @@ struct ProtocolTests {
         #expect(goAway?.reason.contains("version 2") == true)
     }
 
+    @Test("undecodable HEADERS or request, and too many concurrent calls, end that call only")
+    func callLevelRefusals() throws {
+        let gate = DispatchSemaphore(value: 0)
+        defer { gate.signal() }
+        let fixture = try ServerFixture(configure: { $0.maxConcurrentCallsPerConnection = 1 }, extraRoutes: { router in
+            router.register("/test.Gate/Wait", .unary { _, _, respond in
+                DispatchQueue.global().async { gate.wait(); respond(.success([])) }
+            })
+        })
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        raw.send(Frame(type: .headers, callID: 1, payload: [0xFF, 0xFF, 0xFF]))
+        #expect(try trailers(raw.read(until: .trailers, callID: 1))?.code == StatusCode.invalidArgument.rawValue)
+        var headers = Strata_V1_CallHeaders()
+        headers.method = StreamsMethod.append
+        headers.metadata = [MetadataKey.tenant: "acme"]
+        try raw.send(.headers, callID: 3, headers)
+        raw.send(Frame(type: .message, flags: .endStream, callID: 3, payload: [0xFF, 0xFF, 0xFF]))
+        #expect(try trailers(raw.read(until: .trailers, callID: 3))?.code == StatusCode.invalidArgument.rawValue)
+        try raw.openCall(5, method: "/test.Gate/Wait", request: Strata_V1_Empty())
+        try raw.openCall(7, method: "/test.Gate/Wait", request: Strata_V1_Empty())
+        #expect(try trailers(raw.read(until: .trailers, callID: 7))?.code == StatusCode.resourceExhausted.rawValue)
+        gate.signal()
+        #expect(try trailers(raw.read(until: .trailers, callID: 5))?.code == StatusCode.ok.rawValue)
+    }
+
+    @Test("an idle connection gets GOAWAY with code 0 and is closed")
+    func idleClose() throws {
+        let fixture = try ServerFixture { $0.idleTimeout = .milliseconds(200) }
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        let goAway = try raw.read(until: .goAway, callID: 0).last.map { try Strata_V1_GoAway(serializedBytes: $0.payload) }
+        #expect(goAway?.code == StatusCode.ok.rawValue)
+        #expect(goAway?.reason.hasPrefix("idle") == true)
+        #expect(try raw.readFrame() == nil)
+    }
+
     @Test("a connection that never completes the handshake is closed after the handshake timeout")
     func handshakeTimeout() throws {
         let fixture = try ServerFixture { $0.handshakeTimeout = .milliseconds(200) }

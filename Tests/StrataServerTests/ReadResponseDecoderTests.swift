@@ -67,3 +67,14 @@ struct ReadResponseDecoderTests {
         }
     }
 }
+
+extension StrataClient.RecordedEvent {
+    /// The reference conversion from the generated message, for comparing
+    /// the hand-written decoder with swift-protobuf.
+    init(_ p: Strata_V1_RecordedEvent) {
+        let id = p.id.count == 16 ? p.id.withUnsafeBytes { UUID(uuid: $0.loadUnaligned(as: uuid_t.self)) }
+            : UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        self.init(id: id, stream: p.stream, revision: p.revision, position: p.position, type: p.type,
+                  contentType: p.contentType, data: p.data, metadata: p.metadata, recordedAt: p.recordedAt)
+    }
+}
