@@ -10,8 +10,30 @@ extension EventStore {
         try txn.withCursor(dbs.log) { try $0.last().map { Keys.decodeIntegerKey($0.key) } } ?? 0
     }
 
-    func loadStream(_ name: String, in txn: borrowing ReadTransaction) throws -> StreamRecord? {
-        try dbs.loadStream(name, in: txn, path: path)
+    /// Where a read transaction's view of the stream index ends: its last
+    /// log position, and the position up to which `stream-index` is
+    /// complete in it (later entries are in `indexTail`).
+    struct IndexView {
+        let head: UInt64
+        let watermark: UInt64
+    }
+
+    func indexView(in txn: borrowing ReadTransaction) throws -> IndexView {
+        let head = try lastPosition(in: txn)
+        return IndexView(head: head, watermark: try dbs.indexWatermark(in: txn) ?? head)
+    }
+
+    /// A stream's record as of the transaction, its revision derived from
+    /// the in-memory index tail or, when the tail holds none of its visible
+    /// entries, from `stream-index`.
+    func loadStream(_ name: String, in txn: borrowing ReadTransaction, view: IndexView) throws -> StreamRecord? {
+        guard var record = try dbs.loadStoredStream(name, in: txn, path: path) else { return nil }
+        if let next = try indexTail.nextRevision(stream: record.number, head: view.head, watermark: view.watermark) {
+            record.nextRevision = next
+        } else {
+            record.nextRevision = try dbs.storedNextRevision(ofStream: record.number, in: txn)
+        }
+        return record
     }
 
     /// Copies the event at `position` out of the map.
@@ -23,20 +45,22 @@ extension EventStore {
         return RecordedEvent(position: position, borrowing: stored)
     }
 
-    /// The position stored for (stream number, revision) in the stream index.
-    func position(ofStream number: UInt64, revision: UInt64, in txn: borrowing ReadTransaction) throws -> UInt64? {
-        try Keys.withStreamRevision(number, revision) { key in
-            try txn.borrowValue(dbs.streamIndex, key: key).map { Keys.decodeUInt64LE($0) }
+    /// The position of (stream number, revision) as of the transaction.
+    func position(ofStream number: UInt64, revision: UInt64, in txn: borrowing ReadTransaction, view: IndexView) throws -> UInt64? {
+        if let position = try indexTail.position(stream: number, revision: revision, head: view.head, watermark: view.watermark) {
+            return position
         }
+        return try dbs.storedPosition(ofStream: number, revision: revision, in: txn)
     }
 
     /// The state of a stream, including a deleted one.
     public func streamInfo(_ stream: String) throws(StorageError) -> StreamInfo {
         try withRead { txn in
-            guard let record = try loadStream(stream, in: txn), record.nextRevision > 0 else {
+            let view = try indexView(in: txn)
+            guard let record = try loadStream(stream, in: txn, view: view), record.nextRevision > 0 else {
                 throw StorageError.streamNotFound(stream: stream)
             }
-            guard let lastPosition = try position(ofStream: record.number, revision: record.nextRevision - 1, in: txn) else {
+            guard let lastPosition = try position(ofStream: record.number, revision: record.nextRevision - 1, in: txn, view: view) else {
                 throw StorageError.corrupt(path: path, detail: "stream '\(stream)' has no index entry for its last revision")
             }
             return record.info(name: stream, lastRecordedAt: try event(at: lastPosition, in: txn).recordedAt)
@@ -48,7 +72,8 @@ extension EventStore {
     public func readStream(_ stream: String, from start: StreamReadStart = .start,
                            direction: ReadDirection = .forwards, maxCount: Int = 1000) throws(StorageError) -> StreamSlice {
         try withRead { txn in
-            guard let record = try loadStream(stream, in: txn), record.nextRevision > 0 else {
+            let view = try indexView(in: txn)
+            guard let record = try loadStream(stream, in: txn, view: view), record.nextRevision > 0 else {
                 throw StorageError.streamNotFound(stream: stream)
             }
             if record.isDeleted { throw StorageError.streamDeleted(stream: stream) }
@@ -65,7 +90,7 @@ extension EventStore {
                 }
                 events.reserveCapacity(Int(min(UInt64(maxCount), last &+ 1 &- min(revision, last + 1))))
                 while revision <= last && events.count < maxCount {
-                    guard let position = try position(ofStream: record.number, revision: revision, in: txn) else {
+                    guard let position = try position(ofStream: record.number, revision: revision, in: txn, view: view) else {
                         throw StorageError.corrupt(path: path, detail: "stream '\(stream)' has no index entry for revision \(revision)")
                     }
                     events.append(try event(at: position, in: txn))
@@ -80,7 +105,7 @@ extension EventStore {
                 }
                 var next: UInt64? = revision >= first ? revision : nil
                 while let current = next, events.count < maxCount {
-                    guard let position = try position(ofStream: record.number, revision: current, in: txn) else {
+                    guard let position = try position(ofStream: record.number, revision: current, in: txn, view: view) else {
                         throw StorageError.corrupt(path: path, detail: "stream '\(stream)' has no index entry for revision \(current)")
                     }
                     events.append(try event(at: position, in: txn))

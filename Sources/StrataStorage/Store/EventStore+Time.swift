@@ -55,7 +55,8 @@ extension EventStore {
     public func readStream(_ stream: String, recordedFrom from: Int64, to: Int64,
                            maxCount: Int = 1000) throws(StorageError) -> StreamSlice {
         try withRead { txn in
-            guard let record = try loadStream(stream, in: txn), record.nextRevision > 0 else {
+            let view = try indexView(in: txn)
+            guard let record = try loadStream(stream, in: txn, view: view), record.nextRevision > 0 else {
                 throw StorageError.streamNotFound(stream: stream)
             }
             let low = try position(at: from &- 1, in: txn) + 1
@@ -66,7 +67,7 @@ extension EventStore {
             var hi: UInt64 = record.nextRevision
             while lo < hi {
                 let mid = lo + (hi - lo) / 2
-                guard let p = try position(ofStream: record.number, revision: mid, in: txn) else {
+                guard let p = try position(ofStream: record.number, revision: mid, in: txn, view: view) else {
                     throw StorageError.corrupt(path: path, detail: "stream '\(stream)' has no index entry for revision \(mid)")
                 }
                 if p < low { lo = mid + 1 } else { hi = mid }
@@ -74,7 +75,7 @@ extension EventStore {
             var events: [RecordedEvent] = []
             var revision = lo
             while revision <= last && events.count < maxCount {
-                guard let p = try position(ofStream: record.number, revision: revision, in: txn) else {
+                guard let p = try position(ofStream: record.number, revision: revision, in: txn, view: view) else {
                     throw StorageError.corrupt(path: path, detail: "stream '\(stream)' has no index entry for revision \(revision)")
                 }
                 if p > high { break }
@@ -83,7 +84,7 @@ extension EventStore {
             }
             var next: UInt64? = nil
             if revision <= last, events.count == maxCount,
-               let p = try position(ofStream: record.number, revision: revision, in: txn), p <= high {
+               let p = try position(ofStream: record.number, revision: revision, in: txn, view: view), p <= high {
                 next = revision
             }
             return StreamSlice(events: events, nextRevision: next, lastRevision: last)

@@ -15,6 +15,9 @@ public final class EventStore: Sendable {
     let env: Environment
     let dbs: TenantDatabases
     let gate = ReadGate()
+    /// The stream-index entries not yet written to `stream-index`; shared by
+    /// the writer (which adds and flushes) and readers.
+    let indexTail: StreamIndexTail
     private let writer: GroupCommitWriter
 
     /// Opens (creating if needed) the store in directory `path`.
@@ -37,10 +40,9 @@ public final class EventStore: Sendable {
         }
         do {
             dbs = try TenantDatabases.open(in: env)
-            writer = try GroupCommitWriter(env: env, dbs: dbs, tenant: tenant,
-                                           maxBatchEvents: options.maxBatchEvents,
-                                           flushInterval: options.flushInterval,
-                                           readerCheckInterval: options.readerCheckInterval)
+            let watermark = try StreamIndexRecovery.recover(env: env, dbs: dbs, path: path)
+            indexTail = StreamIndexTail(watermark: watermark)
+            writer = try GroupCommitWriter(env: env, dbs: dbs, tenant: tenant, indexTail: indexTail, options: options)
         } catch {
             env.close()
             throw Self.storageError(error, tenant: tenant, mapSize: options.mapSize)
@@ -50,7 +52,13 @@ public final class EventStore: Sendable {
     /// Finishes queued writes, waits for running reads, closes the
     /// environment. Later calls fail with `.closed`. Idempotent.
     public func close() {
-        writer.stop()
+        close(flushingIndex: true)
+    }
+
+    /// `flushingIndex: false` leaves the in-memory index entries unwritten,
+    /// as a crash would; tests use it to check the recovery at open.
+    func close(flushingIndex: Bool) {
+        writer.stop(flushingIndex: flushingIndex)
         gate.close { env.close() }
     }
 
@@ -77,11 +85,17 @@ public final class EventStore: Sendable {
     }
 
     /// Runs a read transaction behind the gate, mapping errors to `StorageError`.
+    /// A snapshot that turns out older than the index entries kept in memory
+    /// (it spans two index flushes) is retried with a new transaction.
     func withRead<R>(_ body: (borrowing ReadTransaction) throws -> R) throws(StorageError) -> R {
-        do {
-            return try gate.enter(orThrow: .closed(tenant: tenant)) { try env.read(body) }
-        } catch {
-            throw Self.storageError(error, tenant: tenant, mapSize: options.mapSize)
+        while true {
+            do {
+                return try gate.enter(orThrow: .closed(tenant: tenant)) { try env.read(body) }
+            } catch is StreamIndexTail.Stale {
+                continue
+            } catch {
+                throw Self.storageError(error, tenant: tenant, mapSize: options.mapSize)
+            }
         }
     }
 

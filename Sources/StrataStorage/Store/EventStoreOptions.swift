@@ -11,6 +11,13 @@ public struct EventStoreOptions: Sendable {
     public var maxReaders: UInt32 = 512
     /// With `.relaxed` durability: how often commits are flushed to disk.
     public var flushInterval: Duration = .milliseconds(100)
+    /// The stream index's newest entries are kept in memory and written in
+    /// bulk once this many have accumulated (one sorted pass instead of a
+    /// scattered page per event per commit). Bounds that memory and the log
+    /// replayed when a tenant opens after a crash.
+    public var indexFlushEvents: Int = 65_536
+    /// ... or once the oldest unwritten entry is this old.
+    public var indexFlushInterval: Duration = .seconds(2)
     /// How often slots of dead readers are cleared (`mdb_reader_check`).
     public var readerCheckInterval: Duration = .seconds(30)
 

@@ -15,13 +15,17 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let env: Environment
     private let dbs: TenantDatabases
     private let tenant: String
+    private let indexTail: StreamIndexTail
     private let maxBatchEvents: Int
     private let flushInterval: Duration
     private let readerCheckInterval: Duration
+    private let indexFlushEvents: Int
+    private let indexFlushInterval: Duration
 
     private let condition = NSCondition()
     private var queue: [PendingWrite] = []
     private var state = State.running
+    private var flushIndexOnStop = true
     /// With `.relaxed` durability, flushes run here, off the writer thread, so
     /// a flush never stalls commits. `mdb_env_sync` is thread-safe.
     private let flushQueue = DispatchQueue(label: "strata.storage.flush")
@@ -29,6 +33,8 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     // Writer thread only.
     private var counters: WriterCounters
+    /// When the oldest entry now in the index tail was committed.
+    private var oldestUnflushed: ContinuousClock.Instant?
 
     /// Committed batches and the events in them, for benchmarks and metrics.
     private let statsLock = NSLock()
@@ -36,15 +42,21 @@ final class GroupCommitWriter: @unchecked Sendable {
     private var committedOperations = 0
     private var buildTime = Duration.zero
     private var commitTime = Duration.zero
+    private var indexFlushes = 0
+    private var indexFlushTime = Duration.zero
+    private var indexEntriesFlushed = 0
 
-    init(env: Environment, dbs: TenantDatabases, tenant: String, maxBatchEvents: Int,
-         flushInterval: Duration, readerCheckInterval: Duration) throws {
+    init(env: Environment, dbs: TenantDatabases, tenant: String, indexTail: StreamIndexTail,
+         options: EventStoreOptions) throws {
         self.env = env
         self.dbs = dbs
         self.tenant = tenant
-        self.maxBatchEvents = maxBatchEvents
-        self.flushInterval = flushInterval
-        self.readerCheckInterval = readerCheckInterval
+        self.indexTail = indexTail
+        self.maxBatchEvents = options.maxBatchEvents
+        self.flushInterval = options.flushInterval
+        self.readerCheckInterval = options.readerCheckInterval
+        self.indexFlushEvents = options.indexFlushEvents
+        self.indexFlushInterval = options.indexFlushInterval
         self.counters = try Self.recoverCounters(env: env, dbs: dbs)
         if env.options.durability == .relaxed {
             let timer = DispatchSource.makeTimerSource(queue: flushQueue)
@@ -87,13 +99,16 @@ final class GroupCommitWriter: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Finishes everything queued, then stops the thread. Blocks until the
-    /// writer has stopped (also when several threads call it at once), so the
-    /// caller may close the environment afterwards.
-    func stop() {
+    /// Finishes everything queued, writes the in-memory stream-index entries
+    /// (unless `flushingIndex` is false, which leaves them to the recovery at
+    /// the next open, as a crash would), then stops the thread. Blocks until
+    /// the writer has stopped (also when several threads call it at once), so
+    /// the caller may close the environment afterwards.
+    func stop(flushingIndex: Bool = true) {
         condition.lock()
         if state == .running {
             state = .draining
+            flushIndexOnStop = flushingIndex
             condition.broadcast()
         }
         while state != .stopped { condition.wait() }
@@ -104,7 +119,8 @@ final class GroupCommitWriter: @unchecked Sendable {
         statsLock.lock()
         defer { statsLock.unlock() }
         return CommitStatistics(batches: committedBatches, operations: committedOperations,
-                                buildTime: buildTime, commitTime: commitTime)
+                                buildTime: buildTime, commitTime: commitTime, indexFlushes: indexFlushes,
+                                indexFlushTime: indexFlushTime, indexEntriesFlushed: indexEntriesFlushed)
     }
 
     // MARK: - Writer thread
@@ -115,15 +131,24 @@ final class GroupCommitWriter: @unchecked Sendable {
             condition.lock()
             if queue.isEmpty && state == .running {
                 // Wake at least often enough for the periodic chores below.
-                _ = condition.wait(until: Date(timeIntervalSinceNow: readerCheckInterval.seconds))
+                let chores = indexTail.unflushedCount > 0 ? min(readerCheckInterval, indexFlushInterval) : readerCheckInterval
+                _ = condition.wait(until: Date(timeIntervalSinceNow: chores.seconds))
             }
             let batch = takeBatch()
             let draining = state == .draining
+            let flushIndexOnStop = self.flushIndexOnStop
             condition.unlock()
 
             if !batch.isEmpty { commit(batch) }
 
             let now = ContinuousClock.now
+            let unflushed = indexTail.unflushedCount
+            if unflushed > 0 && oldestUnflushed == nil { oldestUnflushed = now }
+            if unflushed >= indexFlushEvents
+                || (unflushed > 0 && now - (oldestUnflushed ?? now) >= indexFlushInterval)
+                || (unflushed > 0 && draining && batch.isEmpty && flushIndexOnStop) {
+                flushIndex()
+            }
             if now - lastReaderCheck >= readerCheckInterval {
                 env.checkReaders()
                 lastReaderCheck = now
@@ -165,13 +190,20 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// operations that do not fit fail.
     private func commit(_ batch: [PendingWrite]) {
         let commitTime = counters.clock.next()
-        var work = WriteBatch(dbs: dbs, counters: counters, commitTime: commitTime)
+        var work = WriteBatch(dbs: dbs, indexTail: indexTail, counters: counters, commitTime: commitTime)
         let started = ContinuousClock.now
         var built = started
         do {
-            try env.write { txn in
-                try work.run(batch, in: txn)
-                built = ContinuousClock.now
+            do {
+                try env.write { txn in
+                    try work.run(batch, in: txn)
+                    built = ContinuousClock.now
+                }
+                indexTail.commitBatch()
+            } catch {
+                // Nothing of the batch is stored: neither may its index entries be.
+                indexTail.rollbackBatch(from: counters.nextPosition)
+                throw error
             }
         } catch let collision as WriteBatch.IDCollision {
             var rest = batch
@@ -217,6 +249,37 @@ final class GroupCommitWriter: @unchecked Sendable {
     }
 }
 
+extension GroupCommitWriter {
+    /// Writes the in-memory stream-index entries to `stream-index` in one
+    /// transaction, sorted by key, and moves the watermark to the last
+    /// committed position. On failure (a full map, an I/O error) the entries
+    /// stay in memory and the next flush tries again; reads are unaffected.
+    /// Writer thread only.
+    fileprivate func flushIndex() {
+        let started = ContinuousClock.now
+        let head = counters.nextPosition - 1
+        let runs = indexTail.unflushedEntries(upTo: head)
+        var count = 0
+        do {
+            try env.write { txn in
+                try dbs.storeIndexRuns(runs, in: txn, path: env.path)
+                count = runs.reduce(0) { $0 + $1.positions.count }
+                try dbs.setIndexWatermark(head, in: txn)
+            }
+            indexTail.flushed(through: head, entries: count)
+            oldestUnflushed = nil
+            statsLock.lock()
+            indexFlushes += 1
+            indexFlushTime += ContinuousClock.now - started
+            indexEntriesFlushed += count
+            statsLock.unlock()
+        } catch {
+            oldestUnflushed = ContinuousClock.now  // try again after an interval, not after every commit
+            FileHandle.standardError.write(Data("strata: tenant \(tenant): writing the stream index failed (\(error)); its entries stay in memory and are retried\n".utf8))
+        }
+    }
+}
+
 /// What the writer has done so far: commits, the operations in them, and the
 /// time spent building transactions versus committing them (the commit
 /// includes writing pages and fsync).
@@ -225,6 +288,10 @@ public struct CommitStatistics: Sendable {
     public let operations: Int
     public let buildTime: Duration
     public let commitTime: Duration
+    /// Bulk writes of the in-memory stream-index entries, their time and size.
+    public let indexFlushes: Int
+    public let indexFlushTime: Duration
+    public let indexEntriesFlushed: Int
 }
 
 extension GroupCommitWriter {

@@ -81,23 +81,93 @@ extension ReadTransaction: TransactionReading {}
 extension WriteTransaction: TransactionReading {}
 
 extension TenantDatabases {
-    /// Loads a stream's record and derives its next revision from the index.
-    func loadStream<T: TransactionReading & ~Copyable>(_ name: String, in txn: borrowing T, path: String) throws -> StreamRecord? {
+    /// Loads a stream's stored record; `nextRevision` is left 0 for the
+    /// caller to derive (the newest index entries may still be in memory,
+    /// see `StreamIndexTail`).
+    func loadStoredStream<T: TransactionReading & ~Copyable>(_ name: String, in txn: borrowing T, path: String) throws -> StreamRecord? {
         var name = name
         let stored = try name.withUTF8 { try txn.borrowValue(streams, key: UnsafeRawBufferPointer($0)) }
         guard let stored else { return nil }
-        guard var record = StreamRecord(decoding: stored) else {
+        guard let record = StreamRecord(decoding: stored) else {
             throw StorageError.corrupt(path: path, detail: "stream record of '\(name)' does not decode")
-        }
-        // The last index entry of this stream: (number, UInt64.max) or before.
-        let last = try txn.withCursor(streamIndex) { cursor in
-            try Keys.withStreamRevision(record.number, .max) { try cursor.seek(atOrBefore: $0) }
-        }
-        if let last, Keys.decodeUInt64BE(last.key, at: 0) == record.number {
-            record.nextRevision = Keys.decodeUInt64BE(last.key, at: 8) + 1
         }
         return record
     }
+
+    /// The next revision of stream `number` according to the `stream-index`
+    /// database alone: one past its last stored entry.
+    func storedNextRevision<T: TransactionReading & ~Copyable>(ofStream number: UInt64, in txn: borrowing T) throws -> UInt64 {
+        // The stream's last chunk: at (number, UInt64.max) or before.
+        let last = try txn.withCursor(streamIndex) { cursor in
+            try Keys.withStreamRevision(number, .max) { try cursor.seek(atOrBefore: $0) }
+        }
+        if let last, Keys.decodeUInt64BE(last.key, at: 0) == number {
+            return Keys.decodeUInt64BE(last.key, at: 8) + UInt64(last.value.count / 8)
+        }
+        return 0
+    }
+
+    /// The position stored for (stream number, revision) in `stream-index`.
+    func storedPosition<T: TransactionReading & ~Copyable>(ofStream number: UInt64, revision: UInt64, in txn: borrowing T) throws -> UInt64? {
+        let offset = Int(revision % StreamIndexChunk.revisions)
+        return try Keys.withStreamRevision(number, revision - UInt64(offset)) { key in
+            try txn.borrowValue(streamIndex, key: key).flatMap { chunk in
+                offset * 8 < chunk.count ? Keys.decodeUInt64LE(chunk, at: offset * 8) : nil
+            }
+        }
+    }
+
+    /// Writes runs of consecutive revisions (sorted by stream, for a walk in
+    /// key order) into `stream-index`, extending each stream's last chunk.
+    /// Each run must start at its stream's stored next revision.
+    func storeIndexRuns(_ runs: [StreamIndexTail.FlushRun], in txn: borrowing WriteTransaction, path: String) throws {
+        for run in runs {
+            var revision = run.firstRevision
+            var rest = run.positions[...]
+            while !rest.isEmpty {
+                let offset = Int(revision % StreamIndexChunk.revisions)
+                let chunkStart = revision - UInt64(offset)
+                let take = min(rest.count, Int(StreamIndexChunk.revisions) - offset)
+                try Keys.withStreamRevision(run.stream, chunkStart) { key in
+                    let stored = try txn.borrowValue(streamIndex, key: key)
+                    guard (stored?.count ?? 0) == offset * 8 else {
+                        throw StorageError.corrupt(path: path, detail: "stream-index chunk \(chunkStart) of stream number \(run.stream) holds \((stored?.count ?? 0) / 8) entries; revision \(revision) was to follow them")
+                    }
+                    var chunk = [UInt8]()
+                    chunk.reserveCapacity((offset + take) * 8)
+                    if let stored { chunk.append(contentsOf: stored) }
+                    for position in rest.prefix(take) {
+                        withUnsafeBytes(of: position.littleEndian) { chunk.append(contentsOf: $0) }
+                    }
+                    try chunk.withUnsafeBytes { try txn.put(streamIndex, key: key, value: $0) }
+                }
+                rest = rest.dropFirst(take)
+                revision += UInt64(take)
+            }
+        }
+    }
+
+    /// The position up to which `stream-index` is complete.
+    func indexWatermark<T: TransactionReading & ~Copyable>(in txn: borrowing T) throws -> UInt64? {
+        try TenantDatabases.indexedThroughKey.withUnsafeBytes {
+            try txn.borrowValue(meta, key: $0).map { Keys.decodeUInt64LE($0) }
+        }
+    }
+
+    func setIndexWatermark(_ position: UInt64, in txn: borrowing WriteTransaction) throws {
+        try TenantDatabases.indexedThroughKey.withUnsafeBytes { key in
+            try withUnsafeBytes(of: position.littleEndian) { try txn.put(meta, key: key, value: $0) }
+        }
+    }
+}
+
+/// The stream index stores a stream's positions in chunks: the key is
+/// (stream number, first revision of the chunk), the value the positions of
+/// up to `revisions` consecutive revisions (u64 LE each). A chunk per
+/// `revisions` events instead of a B-tree entry per event makes the index a
+/// quarter of the size and the bulk flush one put per chunk.
+enum StreamIndexChunk {
+    static let revisions: UInt64 = 64
 }
 
 /// Where an event is stored and as what: the event-id index and the log,

@@ -9,7 +9,9 @@ import Foundation
 /// | `log`          | global position (u64, integer key)   | event record (`EventRecord`)       |
 /// | `streams`      | stream name (UTF-8)                  | stream record (`StreamRecord`; the |
 /// |                |                                      | revision comes from `stream-index`)|
-/// | `stream-index` | stream number, revision (u64 BE ×2)  | global position (u64 LE)           |
+/// | `stream-index` | stream number, first revision of a   | positions of up to 64 consecutive  |
+/// |                | chunk (u64 BE ×2)                    | revisions (u64 LE each); complete  |
+/// |                |                                      | up to `meta`'s `indexed-through`   |
 /// | `event-ids`    | event id (16 bytes)                  | global position (u64 LE)           |
 /// | `time-index`   | commit time, ns (u64, integer key)   | first position of that commit (LE) |
 struct TenantDatabases: Sendable {
@@ -17,6 +19,9 @@ struct TenantDatabases: Sendable {
     static let schemaVersion: UInt32 = 1
     static let schemaVersionKey = Array("schema-version".utf8)
     static let nextStreamNumberKey = Array("next-stream-number".utf8)
+    /// `stream-index` holds every entry up to this position; later ones are
+    /// in memory (`StreamIndexTail`) and rebuilt from the log after a crash.
+    static let indexedThroughKey = Array("indexed-through".utf8)
 
     let meta: Database
     let log: Database

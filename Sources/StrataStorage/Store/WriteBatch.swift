@@ -20,6 +20,9 @@ struct WriterCounters {
 /// (map full, I/O) aborts the whole transaction.
 struct WriteBatch {
     let dbs: TenantDatabases
+    /// Receives this batch's stream-index entries; the writer commits or
+    /// rolls them back with the transaction.
+    let indexTail: StreamIndexTail
     let commitTime: Int64
     var counters: WriterCounters
     var outcomes: [Result<WriteOutcome, StorageError>] = []
@@ -28,8 +31,9 @@ struct WriteBatch {
     /// The operation being run, for `IDCollision`.
     private var currentIndex = 0
 
-    init(dbs: TenantDatabases, counters: WriterCounters, commitTime: Int64) {
+    init(dbs: TenantDatabases, indexTail: StreamIndexTail, counters: WriterCounters, commitTime: Int64) {
         self.dbs = dbs
+        self.indexTail = indexTail
         self.counters = counters
         self.commitTime = commitTime
     }
@@ -95,8 +99,13 @@ struct WriteBatch {
         return results
     }
 
+    /// A stream's record with its next revision, which counts this batch's
+    /// earlier appends (held in the index tail until the commit).
     private func loadStream(_ name: String, in txn: borrowing WriteTransaction) throws -> StreamRecord? {
-        try dbs.loadStream(name, in: txn, path: "streams")
+        guard var record = try dbs.loadStoredStream(name, in: txn, path: "streams") else { return nil }
+        record.nextRevision = try indexTail.writerNextRevision(stream: record.number)
+            ?? dbs.storedNextRevision(ofStream: record.number, in: txn)
+        return record
     }
 
     private mutating func plan(_ write: StreamWrite, in txn: borrowing WriteTransaction) throws -> Plan {
@@ -181,9 +190,7 @@ struct WriteBatch {
                     EventRecord.encode(into: out, stream: write.stream, revision: revision, recordedAt: commitTime, event: event)
                 }
             }
-            try Keys.withStreamRevision(record.number, revision) { key in
-                try Keys.withPositionValue(position) { try txn.put(dbs.streamIndex, key: key, value: $0) }
-            }
+            indexTail.add(stream: record.number, revision: revision, position: position)
             do {
                 try withUnsafeBytes(of: event.id.uuid) { key in
                     try Keys.withPositionValue(position) { try txn.put(dbs.eventIDs, key: key, value: $0, flags: .noOverwrite) }

@@ -21,6 +21,7 @@ struct StorageBenchCommand: ParsableCommand {
     @Option(help: "Bytes of data per event.") var eventSize = 128
     @Option(help: "Streams per thread.") var streamsPerThread = 16
     @Option(help: "Durability: sync or relaxed.") var durability = "sync"
+    @Option(help: "Stream-index entries kept in memory before a bulk write.") var indexFlushEvents = EventStoreOptions().indexFlushEvents
     @Flag(help: "Random (v4) event ids instead of time-ordered (v7) ones.") var randomIds = false
     @Option(help: "Directory for the benchmark's data (default: a new temporary directory, removed after).")
     var data: String?
@@ -37,6 +38,8 @@ struct StorageBenchCommand: ParsableCommand {
         var options = EventStoreOptions()
         options.durability = durability
         options.mapSize = 64 << 30
+        guard indexFlushEvents > 0 else { throw ValidationError("--index-flush-events must be positive") }
+        options.indexFlushEvents = indexFlushEvents
         let store = try EventStore(path: directory, tenant: "bench", options: options)
         defer { store.close() }
 
@@ -106,6 +109,13 @@ struct StorageBenchCommand: ParsableCommand {
         print(String(format: "    %d commits (%.0f/s), %.1f appends per commit; writer busy %.0f%%: building %.3f ms, committing (pages + fsync) %.3f ms per commit",
                      commits, Double(commits) / elapsed, Double(after.operations - before.operations) / Double(max(1, commits)),
                      100 * (build + commit) / elapsed, 1000 * build / Double(max(1, commits)), 1000 * commit / Double(max(1, commits))))
+        let flushes = after.indexFlushes - before.indexFlushes
+        if flushes > 0 {
+            print(String(format: "    %d stream-index flushes, %.1f ms and %.0f entries each (%.0f%% of the time)",
+                         flushes, 1000 * (after.indexFlushTime - before.indexFlushTime).secondsDouble / Double(flushes),
+                         Double(after.indexEntriesFlushed - before.indexEntriesFlushed) / Double(flushes),
+                         100 * (after.indexFlushTime - before.indexFlushTime).secondsDouble / elapsed))
+        }
     }
 
     private func readAll(store: EventStore, pass: String) throws {
