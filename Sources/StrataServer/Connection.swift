@@ -46,6 +46,13 @@ final class Connection: @unchecked Sendable {
     private var closed = false
     private var lastActivity = ContinuousClock.now
     private var timers: [DispatchSourceTimer] = []
+    private lazy var deadlines = CallDeadlines(queue: queue) { [unowned self] callID in
+        guard let call = calls[callID] else { return }
+        finish(callID, RPCError(.deadlineExceeded, "the deadline of \(call.context.method) passed"))
+    }
+    /// A flush is queued behind the blocks already on `queue`, so that the
+    /// responses they produce leave in one write.
+    private var flushScheduled = false
     /// Guards `pump` against re-entry.
     private var pumping = false
 
@@ -242,17 +249,10 @@ final class Connection: @unchecked Sendable {
         let context = CallContext(method: headers.method, tenant: tenant, metadata: headers.metadata,
                                   requestID: headers.metadata[MetadataKey.requestID], deadline: deadline, peer: peer)
         let call = ServerCall(id: callID, handler: handler, context: context, credit: peerInitialWindow)
-        if timeoutMs > 0 {
-            let timer = DispatchSource.makeTimerSource(queue: queue)
-            timer.schedule(deadline: .now() + .milliseconds(Int(timeoutMs)))
-            timer.setEventHandler { [self] in
-                guard calls[callID] != nil else { return }
-                finish(callID, RPCError(.deadlineExceeded, "the call's deadline of \(headers.timeoutMs) ms passed"))
-            }
-            timer.resume()
-            call.deadlineTimer = timer
-        }
         calls[callID] = call
+        if timeoutMs > 0 {
+            deadlines.add(callID, deadline: .now() + .milliseconds(Int(timeoutMs)))
+        }
     }
 
     private func handleMessage(_ frame: Frame) {
@@ -371,6 +371,7 @@ final class Connection: @unchecked Sendable {
     private func finish(_ callID: UInt32, _ error: RPCError?) {
         guard let call = calls.removeValue(forKey: callID) else { return }
         call.end()
+        deadlines.remove(callID)
         sendTrailers(callID, error)
         if let error, error.code != .ok {
             env.log("call \(callID) \(call.context.method) tenant=\(call.context.tenant) request-id=\(call.context.requestID ?? "-") failed: \(error)")
@@ -410,9 +411,17 @@ final class Connection: @unchecked Sendable {
         send(Frame(type: type, callID: callID, payload: bytes))
     }
 
+    /// Queues a frame and a flush behind the blocks already on the queue:
+    /// when a group commit answers many calls of this connection at once,
+    /// their responses leave in one `send` instead of one each.
     private func send(_ frame: Frame) {
         enqueue(frame)
-        flush()
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        queue.async { [self] in
+            flushScheduled = false
+            flush()
+        }
     }
 
     /// Queues a frame without writing yet (the caller flushes).
@@ -491,6 +500,7 @@ final class Connection: @unchecked Sendable {
         calls.removeAll()
         for timer in timers { timer.cancel() }
         timers.removeAll()
+        deadlines.cancel()
         // Cancelled sources must be resumed for their cancel handlers to run;
         // the descriptor is closed only after both have been cancelled.
         if readSourceSuspended { readSource?.resume(); readSourceSuspended = false }

@@ -20,7 +20,6 @@ final class ServerCall {
     var state: State = .awaitingRequest
     /// Messages the client has granted for a streaming response.
     var credit: Int
-    var deadlineTimer: DispatchSourceTimer?
 
     init(id: UInt32, handler: MethodHandler, context: CallContext, credit: Int) {
         self.id = id
@@ -29,10 +28,8 @@ final class ServerCall {
         self.credit = credit
     }
 
-    /// Stops the deadline timer and drops the stream source (releasing its tenant lease).
+    /// Drops the stream source (releasing its tenant lease).
     func end() {
-        deadlineTimer?.cancel()
-        deadlineTimer = nil
         state = .ended
     }
 }

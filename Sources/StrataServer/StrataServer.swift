@@ -96,7 +96,7 @@ public final class StrataServer: @unchecked Sendable {
     /// Answers a connection over the limit with the preface and a GOAWAY
     /// (RESOURCE_EXHAUSTED or UNAVAILABLE) and closes it, without reading.
     private func refuse(_ fd: Int32, reason: String) {
-        var goAway = Strata_V1_GoAwayWire.make(code: stopping ? .unavailable : .resourceExhausted, reason: reason)
+        let goAway = Strata_V1_GoAwayWire.make(code: stopping ? .unavailable : .resourceExhausted, reason: reason)
         _ = goAway.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
         Glibc.close(fd)
         env.log("refused a connection: \(reason)")
