@@ -45,6 +45,9 @@ final class CallDeadlines {
         }
     }
 
+    /// Heap entries, live or stale (for tests).
+    var pendingEntries: Int { heap.count }
+
     /// Stops the timer for good (the connection is closing).
     func cancel() {
         timer?.cancel()
