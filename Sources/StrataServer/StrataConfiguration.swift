@@ -57,6 +57,10 @@ public struct StrataConfiguration: Sendable {
         "storage.max_open_tenants": { c, v throws(ConfigurationError) in c.storage.maxOpenTenants = try positive("storage.max_open_tenants", v) },
         "storage.idle_tenant_seconds": { c, v throws(ConfigurationError) in c.storage.idleTimeout = .seconds(try positive("storage.idle_tenant_seconds", v)) },
         "storage.max_batch_events": { c, v throws(ConfigurationError) in c.storage.store.maxBatchEvents = try positive("storage.max_batch_events", v) },
+        "storage.index_flush_events": { c, v throws(ConfigurationError) in
+            c.storage.store.indexFlushEvents = try positive("storage.index_flush_events", v) },
+        "storage.index_flush_interval_ms": { c, v throws(ConfigurationError) in
+            c.storage.store.indexFlushInterval = .milliseconds(try positive("storage.index_flush_interval_ms", v)) },
         "limits.max_event_bytes": { c, v throws(ConfigurationError) in c.storage.store.limits.maxEventBytes = try positive("limits.max_event_bytes", v) },
         "limits.max_events_per_append": { c, v throws(ConfigurationError) in
             c.storage.store.limits.maxEventsPerAppend = try positive("limits.max_events_per_append", v) },

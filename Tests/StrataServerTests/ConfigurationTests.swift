@@ -33,6 +33,8 @@ struct ConfigurationTests {
         #expect(fromFile.storage.maxOpenTenants == defaults.storage.maxOpenTenants)
         #expect(fromFile.storage.idleTimeout == defaults.storage.idleTimeout)
         #expect(fromFile.storage.store.maxBatchEvents == defaults.storage.store.maxBatchEvents)
+        #expect(fromFile.storage.store.indexFlushEvents == defaults.storage.store.indexFlushEvents)
+        #expect(fromFile.storage.store.indexFlushInterval == defaults.storage.store.indexFlushInterval)
         #expect(fromFile.storage.store.limits == defaults.storage.store.limits)
         #expect(fromFile.developmentTenant == defaults.developmentTenant)
         // Every key the loader knows is documented in the file.
