@@ -8,14 +8,30 @@ import SwiftProtobuf
 /// Thread-safe: its state is guarded by `lock`.
 final class PendingCall: @unchecked Sendable {
     private let lock = NSLock()
+    /// The protocol state shared with the server's implementation; it decides
+    /// whether a response MESSAGE from the server is legal.
+    private var lifecycle: CallLifecycle
     private var messages: [[UInt8]] = []
     private var head = 0  // messages before `head` were taken
     private var outcome: Result<Void, RPCError>?
     private var waiter: CheckedContinuation<Void, Never>?
 
-    /// Called by the reader thread.
-    func received(message: [UInt8]) {
+    init(kind: CallLifecycle.Kind, initialWindow: Int) {
+        lifecycle = CallLifecycle(kind: kind, initialWindow: initialWindow)
+        // The request goes out with the HEADERS, END_STREAM set.
+        try? lifecycle.request(endStream: true)
+    }
+
+    /// Called by the reader thread. Throws when the server sent a message the
+    /// protocol does not allow (beyond credit, a second unary response).
+    func received(message: [UInt8]) throws(CallViolation) {
         lock.lock()
+        do {
+            try lifecycle.respond()
+        } catch {
+            lock.unlock()
+            throw error
+        }
         messages.append(message)
         let waiter = self.waiter
         self.waiter = nil
@@ -23,9 +39,15 @@ final class PendingCall: @unchecked Sendable {
         waiter?.resume()
     }
 
+    /// Records credit granted to the server (before the WINDOW_UPDATE is sent).
+    func granted(_ messages: UInt32) {
+        lock.withLock { lifecycle.grant(messages) }
+    }
+
     /// Called by the reader thread (trailers) or on cancellation/close; the first outcome wins.
     func finished(_ result: Result<Void, RPCError>) {
         lock.lock()
+        lifecycle.end()
         if outcome == nil { outcome = result }
         let waiter = self.waiter
         self.waiter = nil
@@ -192,8 +214,9 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Opens a call and sends its request. The returned call receives the
     /// response messages and the trailers.
-    func open(method: String, metadata: [String: String], timeout: Duration?, request: [UInt8]) throws(RPCError) -> (UInt32, PendingCall) {
-        let call = PendingCall()
+    func open(method: String, kind: CallLifecycle.Kind, metadata: [String: String], timeout: Duration?,
+              request: [UInt8]) throws(RPCError) -> (UInt32, PendingCall) {
+        let call = PendingCall(kind: kind, initialWindow: initialWindow)
         // Call ids must reach the server in increasing order: allocate the id
         // and send its HEADERS under the write lock.
         writeLock.lock()
@@ -237,6 +260,8 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Grants a streaming call more messages.
     func grant(_ id: UInt32, messages: Int) {
+        guard let call = state.withLock({ $0.calls[id] }) else { return }  // ended meanwhile
+        call.granted(UInt32(messages))
         var update = Strata_V1_WindowUpdate()
         update.messages = UInt32(messages)
         try? write(Frame(type: .windowUpdate, callID: id, payload: (try? update.serializedBytes()) ?? []).encoded)
@@ -312,17 +337,14 @@ final class ClientConnection: @unchecked Sendable {
                                             callIsOpen: open, lastCallID: last) {
                     case .accept:
                         if frame.type == .settings { handshakeComplete = true }
-                        handle(frame)
+                        if let violation = handle(frame) {
+                            protocolError(.invalidArgument, "call \(frame.callID): \(violation)")
+                            return
+                        }
                     case .ignore:
                         continue
                     case let .connectionError(code, reason):
-                        // The server broke the protocol: tell it why, then fail every call.
-                        var goAway = Strata_V1_GoAway()
-                        goAway.code = code.rawValue
-                        goAway.reason = reason
-                        try? write(Frame(type: .goAway, payload: (try? goAway.serializedBytes()) ?? []).encoded)
-                        fail(RPCError(.internal, "protocol error from the server: \(reason)"))
-                        shutdown(fd, Int32(SHUT_RDWR))
+                        protocolError(code, reason)
                         return
                     }
                 }
@@ -334,13 +356,27 @@ final class ClientConnection: @unchecked Sendable {
         }
     }
 
-    private func handle(_ frame: Frame) {
+    /// The server broke the protocol: tell it why, then fail every call.
+    private func protocolError(_ code: StatusCode, _ reason: String) {
+        var goAway = Strata_V1_GoAway()
+        goAway.code = code.rawValue
+        goAway.reason = reason
+        try? write(Frame(type: .goAway, payload: (try? goAway.serializedBytes()) ?? []).encoded)
+        fail(RPCError(.internal, "protocol error from the server: \(reason)"))
+        shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    /// Applies an accepted frame; returns the call rule it breaks, if any.
+    private func handle(_ frame: Frame) -> CallViolation? {
         switch frame.type {
         case .settings:
             if !frame.flags.contains(.ack) {
                 if let settings = try? Strata_V1_Settings(serializedBytes: frame.payload) {
                     let ready = state.withLock { state in
-                        if settings.initialWindowMessages > 0 { state.initialWindow = Int(settings.initialWindowMessages) }
+                        // The server applies min(ours, its own); so does the client.
+                        if settings.initialWindowMessages > 0 {
+                            state.initialWindow = Swift.min(state.initialWindow, Int(settings.initialWindowMessages))
+                        }
                         if settings.maxConcurrentCalls > 0 { state.maxConcurrentCalls = Int(settings.maxConcurrentCalls) }
                         return state.releaseSlots()
                     }
@@ -349,12 +385,16 @@ final class ClientConnection: @unchecked Sendable {
                 try? write(Frame(type: .settings, flags: .ack).encoded)
             }
         case .message:
-            state.withLock { $0.calls[frame.callID] }?.received(message: frame.payload)
+            do {
+                try state.withLock { $0.calls[frame.callID] }?.received(message: frame.payload)
+            } catch {
+                return error
+            }
         case .trailers:
-            guard let call = removeCall(frame.callID) else { return }
+            guard let call = removeCall(frame.callID) else { return nil }
             guard let trailers = try? Strata_V1_Trailers(serializedBytes: frame.payload) else {
                 call.finished(.failure(RPCError(.internal, "undecodable TRAILERS from the server")))
-                return
+                return nil
             }
             if let error = RPCError(trailers: trailers) {
                 call.finished(.failure(error))
@@ -378,5 +418,6 @@ final class ClientConnection: @unchecked Sendable {
         case .headers, .cancel, .windowUpdate:
             break
         }
+        return nil
     }
 }

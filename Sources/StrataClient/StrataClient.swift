@@ -69,7 +69,7 @@ public final class StrataClient: Sendable {
         do {
             let connection = try connection()
             await connection.reserveSlot()
-            let (id, call) = try connection.open(method: method, metadata: metadata, timeout: timeout ?? defaultTimeout,
+            let (id, call) = try connection.open(method: method, kind: .unary, metadata: metadata, timeout: timeout ?? defaultTimeout,
                                                  request: try request.serializedBytes())
             let response = try await withTaskCancellationHandler {
                 try await call.next()
@@ -163,7 +163,7 @@ public final class StrataClient: Sendable {
         } catch {
             throw RPCError(.internal, "cannot encode the request: \(error)")
         }
-        let (id, call) = try connection.open(method: method, metadata: metadata, timeout: timeout, request: bytes)
+        let (id, call) = try connection.open(method: method, kind: .serverStreaming, metadata: metadata, timeout: timeout, request: bytes)
         return (connection, id, call)
     }
 }
@@ -208,11 +208,14 @@ public struct ReadSequence: AsyncSequence, Sendable {
             }
             guard !done else { return nil }
             do {
-                if call == nil {
+                let call: (connection: ClientConnection, id: UInt32, pending: PendingCall)
+                if let open = self.call {
+                    call = open
+                } else {
                     call = try await client.openStream(StreamsMethod.read, request, timeout: timeout)
-                    window = call!.connection.initialWindow
+                    self.call = call
+                    window = call.connection.initialWindow
                 }
-                guard let call else { return nil }
                 while true {
                     let message = try await withTaskCancellationHandler {
                         try await call.pending.next()

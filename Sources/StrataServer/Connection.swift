@@ -248,7 +248,7 @@ final class Connection: @unchecked Sendable {
         let deadline = timeoutMs > 0 ? ContinuousClock.now + .milliseconds(Int64(timeoutMs)) : nil
         let context = CallContext(method: headers.method, tenant: tenant, metadata: headers.metadata,
                                   requestID: headers.metadata[MetadataKey.requestID], deadline: deadline, peer: peer)
-        let call = ServerCall(id: callID, handler: handler, context: context, credit: peerInitialWindow)
+        let call = ServerCall(id: callID, handler: handler, context: context, initialWindow: peerInitialWindow)
         calls[callID] = call
         if timeoutMs > 0 {
             deadlines.add(callID, deadline: .now() + .milliseconds(Int(timeoutMs)))
@@ -257,23 +257,26 @@ final class Connection: @unchecked Sendable {
 
     private func handleMessage(_ frame: Frame) {
         guard let call = calls[frame.callID] else { return }  // FrameRules: the call is open
-        guard case .awaitingRequest = call.state else {
-            finish(call.id, RPCError(.invalidArgument, "this method takes one request message"))
-            return
-        }
-        guard frame.flags.contains(.endStream) else {
-            finish(call.id, RPCError(.invalidArgument, "the request MESSAGE must carry END_STREAM (methods take one request)"))
+        do {
+            try call.lifecycle.request(endStream: frame.flags.contains(.endStream))
+        } catch {
+            finish(call.id, RPCError(.invalidArgument, error.description))
             return
         }
         switch call.handler {
         case .unary(let handler):
-            call.state = .running
             let callID = call.id
             handler(frame.payload, call.context) { [self] result in
                 queue.async { [self] in
-                    guard calls[callID] != nil else { return }  // deadline passed or cancelled
+                    guard let call = calls[callID] else { return }  // deadline passed or cancelled
                     switch result {
                     case .success(let response):
+                        do {
+                            try call.lifecycle.respond()
+                        } catch {
+                            finish(callID, RPCError(.internal, "server bug: \(error)"))
+                            return
+                        }
                         enqueue(Frame(type: .message, callID: callID, payload: response))
                         finish(callID, nil)
                     case .failure(let error):
@@ -283,7 +286,7 @@ final class Connection: @unchecked Sendable {
             }
         case .serverStreaming(let makeSource):
             do {
-                call.state = .streaming(try makeSource(frame.payload, call.context))
+                call.source = try makeSource(frame.payload, call.context)
                 pump(call)
             } catch {
                 finish(call.id, error)
@@ -294,8 +297,7 @@ final class Connection: @unchecked Sendable {
     private func handleWindowUpdate(_ frame: Frame) {
         guard let update = decodeControl(Strata_V1_WindowUpdate.self, frame) else { return }
         guard let call = calls[frame.callID] else { return }  // FrameRules: the call is open
-        // Capped so a hostile client cannot overflow the counter.
-        call.credit = min(call.credit + Int(update.messages), 1 << 30)
+        call.lifecycle.grant(update.messages)
         pump(call)
     }
 
@@ -327,28 +329,34 @@ final class Connection: @unchecked Sendable {
     /// goes on, otherwise the write source's handler resumes it once the
     /// client has read enough.
     private func pump(_ call: ServerCall) {
-        guard case .streaming(let source) = call.state, !pumping else { return }
+        guard let source = call.source, !pumping else { return }
         pumping = true
         defer { pumping = false }
         let limit = env.configuration.maxWriteBufferBytes
-        while call.credit > 0 && !closed {
+        while call.lifecycle.mayRespond && !closed {
             if pendingBytes >= limit {
                 flush()
                 if pendingBytes >= limit { return }
             }
             let batch: (messages: [[UInt8]], finished: Bool)
             do {
-                // One message per pull, so the buffer limit is overshot by at
-                // most one message (itself bounded by half the frame size).
+                // One message per pull: it needs one unit of credit, and the
+                // buffer limit is overshot by at most one message (itself
+                // bounded by half the frame size).
                 batch = try source.next(max: 1)
             } catch {
                 finish(call.id, error)
                 return
             }
             for message in batch.messages {
+                do {
+                    try call.lifecycle.respond()
+                } catch {
+                    finish(call.id, RPCError(.internal, "server bug: \(error)"))
+                    return
+                }
                 enqueue(Frame(type: .message, callID: call.id, payload: message))
             }
-            call.credit -= batch.messages.count
             if batch.finished {
                 finish(call.id, nil)
                 return

@@ -3,33 +3,29 @@ import StrataWire
 
 /// One call on a connection. Confined to the connection's queue.
 final class ServerCall {
-    enum State {
-        /// Headers accepted; waiting for the request message.
-        case awaitingRequest
-        /// A unary handler is running; its response hops back to the queue.
-        case running
-        /// A server-streaming call sending within its credit.
-        case streaming(any ServerStreamSource)
-        /// Finished, cancelled or past its deadline.
-        case ended
-    }
-
     let id: UInt32
     let handler: MethodHandler
     let context: CallContext
-    var state: State = .awaitingRequest
-    /// Messages the client has granted for a streaming response.
-    var credit: Int
+    /// The protocol state shared with the client's implementation: request
+    /// received or not, credit left, ended.
+    var lifecycle: CallLifecycle
+    /// The running server-streaming source; nil for unary calls and once ended.
+    var source: (any ServerStreamSource)?
 
-    init(id: UInt32, handler: MethodHandler, context: CallContext, credit: Int) {
+    init(id: UInt32, handler: MethodHandler, context: CallContext, initialWindow: Int) {
         self.id = id
         self.handler = handler
         self.context = context
-        self.credit = credit
+        let kind: CallLifecycle.Kind = switch handler {
+        case .unary: .unary
+        case .serverStreaming: .serverStreaming
+        }
+        self.lifecycle = CallLifecycle(kind: kind, initialWindow: initialWindow)
     }
 
-    /// Drops the stream source (releasing its tenant lease).
+    /// Ends the call and drops its stream source (releasing its tenant lease).
     func end() {
-        state = .ended
+        lifecycle.end()
+        source = nil
     }
 }

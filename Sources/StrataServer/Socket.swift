@@ -89,6 +89,12 @@ enum Socket {
             }
         }
         guard ok == 0 else { return "unknown" }
-        return "\(String(cString: host)):\(String(cString: service))"
+        return "\(Self.string(host)):\(Self.string(service))"
+    }
+
+    /// A NUL-terminated C buffer as a String.
+    private static func string(_ buffer: [CChar]) -> String {
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

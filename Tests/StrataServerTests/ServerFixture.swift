@@ -59,6 +59,13 @@ final class RawConnection {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
+    /// Wraps a descriptor accepted by a test's fake server (it reads the client's preface).
+    init(acceptedFD: Int32, receiveTimeout: Duration = .seconds(5)) {
+        fd = acceptedFD
+        var timeout = timeval(tv_sec: Int(receiveTimeout.components.seconds), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     deinit { close(fd) }
 
     func send(_ bytes: [UInt8]) {
