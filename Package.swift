@@ -82,6 +82,11 @@ let package = Package(
             name: "StrataWireTests",
             dependencies: ["StrataWire"]
         ),
+        // Runs the built `strata` binary (serve and the client commands) as a user would.
+        .testTarget(
+            name: "StrataCLITests",
+            dependencies: ["strata"]
+        ),
         .testTarget(
             name: "CLuaTests",
             dependencies: ["CLua"]

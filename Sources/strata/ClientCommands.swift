@@ -29,6 +29,14 @@ func runClient(_ body: () async throws -> Void) async throws {
     }
 }
 
+/// A value on the command line that cannot be used: printed by
+/// ArgumentParser as one line ("Error: …") with exit status 1, without the
+/// usage text a ValidationError would add (the syntax was fine).
+struct InputError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 func parseExpected(_ text: String) throws -> StrataClient.ExpectedRevision {
     switch text {
     case "any": return .any
@@ -36,7 +44,7 @@ func parseExpected(_ text: String) throws -> StrataClient.ExpectedRevision {
     case "exists", "stream-exists": return .streamExists
     default:
         guard let revision = UInt64(text) else {
-            throw ValidationError("--expected takes any, no-stream, exists or a revision number, not '\(text)'")
+            throw InputError("--expected takes any, no-stream, exists or a revision number, not '\(text)'")
         }
         return .exact(revision)
     }
@@ -59,12 +67,12 @@ struct AppendCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard (try? JSONSerialization.jsonObject(with: Data(data.utf8), options: [.fragmentsAllowed])) != nil else {
-            throw ValidationError("the event data is not valid JSON: \(data)")
+            throw InputError("the event data is not valid JSON: \(data)")
         }
         let expectation = try parseExpected(expected)
         var eventID = StrataClient.makeEventID()
         if let id {
-            guard let parsed = UUID(uuidString: id) else { throw ValidationError("--id is not a UUID: \(id)") }
+            guard let parsed = UUID(uuidString: id) else { throw InputError("--id is not a UUID: \(id)") }
             eventID = parsed
         }
         try await runClient {

@@ -1,0 +1,221 @@
+import Foundation
+import Testing
+
+/// The `strata` binary next to the test bundle (`swift test` builds both).
+private let strataBinary: URL = {
+    let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("strata")
+    if FileManager.default.isExecutableFile(atPath: besideTests.path) { return besideTests }
+    // Fallback: the package's default build directory.
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/debug/strata")
+}()
+
+struct CommandResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+    var lines: [String] { stdout.split(separator: "\n").map(String.init) }
+
+    /// Each stdout line parsed as a JSON object.
+    func jsonLines() throws -> [[String: Any]] {
+        try lines.map { line in
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8))
+            return try #require(object as? [String: Any], "not a JSON object: \(line)")
+        }
+    }
+}
+
+/// Reads a pipe to its end on a background thread, so a child that fills
+/// one pipe while the test reads the other cannot stall.
+final class PipeDrain: @unchecked Sendable {
+    // `data` is written by the thread before `done` is signalled and read only after waiting.
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ pipe: Pipe) {
+        let handle = pipe.fileHandleForReading
+        Thread { [self] in
+            data = handle.readDataToEndOfFile()
+            done.signal()
+        }.start()
+    }
+
+    func wait() -> String {
+        done.wait()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// Runs `strata` with `arguments` to completion.
+func strata(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = strataBinary
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = PipeDrain(out), stderr = PipeDrain(err)
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: stdout.wait(), stderr: stderr.wait())
+}
+
+/// `strata serve` on an ephemeral loopback port with a temporary data directory.
+final class ServerProcess {
+    let process = Process()
+    let directory: String
+    let port: UInt16
+    private let stderr: PipeDrain
+    private let stdoutHandle: FileHandle
+    /// Everything the server printed up to and including the "listening" line.
+    private(set) var banner = ""
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "strata-cli-test-\(UUID().uuidString)"
+        process.executableURL = strataBinary
+        process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--data", directory, "--durability", "relaxed"]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        stderr = PipeDrain(err)
+        stdoutHandle = out.fileHandleForReading
+        // The server prints its bound port once it listens: wait for that line.
+        var port: UInt16?
+        while port == nil {
+            let chunk = stdoutHandle.availableData
+            if chunk.isEmpty { break }  // the server exited
+            banner += String(decoding: chunk, as: UTF8.self)
+            if let range = banner.range(of: #"listening on 127\.0\.0\.1:(\d+);"#, options: .regularExpression) {
+                port = UInt16(banner[range].dropFirst("listening on 127.0.0.1:".count).dropLast())
+            }
+        }
+        guard let port else {
+            process.waitUntilExit()
+            throw CLIError("strata serve did not start: \(banner) \(stderr.wait())")
+        }
+        self.port = port
+    }
+
+    /// Sends SIGTERM and waits: the exit status and what it printed afterwards.
+    func terminate() -> (status: Int32, output: String) {
+        process.terminate()
+        let rest = String(decoding: stdoutHandle.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, rest)
+    }
+
+    deinit {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        _ = stderr.wait()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+@Suite("strata CLI against strata serve", .serialized)
+struct CLITests {
+    @Test("serve, append, read (both directions, --from, --count), info and delete; --json; SIGTERM stops the server")
+    func roundTrip() throws {
+        let server = try ServerProcess()
+        #expect(server.banner.contains("DEVELOPMENT MODE"))
+        let connection = ["--port", "\(server.port)"]
+
+        let first = try strata(["append", "order-1", "OrderPlaced", #"{"total":12}"#, "--expected", "no-stream", "--json"] + connection)
+        #expect(first.status == 0, "\(first.stderr)")
+        let appended = try #require(try first.jsonLines().first)
+        #expect(appended["revision"] as? Int == 0)
+        #expect(appended["stream"] as? String == "order-1")
+
+        let second = try strata(["append", "order-1", "OrderPaid", #"{"amount":12}"#, "--expected", "0"] + connection)
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stdout.hasPrefix("appended to order-1: revision 1"))
+        _ = try strata(["append", "order-2", "OrderPlaced", "{}"] + connection)
+
+        let forwards = try strata(["read", "order-1", "--json"] + connection)
+        #expect(forwards.status == 0, "\(forwards.stderr)")
+        let events = try forwards.jsonLines()
+        #expect(events.map { $0["type"] as? String } == ["OrderPlaced", "OrderPaid"])
+        #expect(events.map { $0["revision"] as? Int } == [0, 1])
+        #expect(events.first?["data"] as? String == #"{"total":12}"#)
+
+        let backwards = try strata(["read", "order-1", "--backwards", "--count", "1", "--json"] + connection)
+        #expect(try backwards.jsonLines().map { $0["type"] as? String } == ["OrderPaid"])
+
+        let all = try strata(["read", "$all", "--from", "2"] + connection)
+        #expect(all.status == 0)
+        #expect(all.lines.count == 2)  // positions 2 and 3 (positions start at 1)
+        #expect(all.lines.first?.contains("order-1@1\tOrderPaid") == true)
+
+        let info = try strata(["info", "order-1"] + connection)
+        #expect(info.stdout.trimmingCharacters(in: .newlines) == "order-1: last revision 1, first visible revision 0")
+
+        let deleted = try strata(["delete", "order-1", "--expected", "1", "--json"] + connection)
+        #expect(deleted.status == 0, "\(deleted.stderr)")
+        let infoAfter = try strata(["info", "order-1", "--json"] + connection)
+        #expect(try infoAfter.jsonLines().first?["deleted"] as? Bool == true)
+
+        let stopped = server.terminate()
+        #expect(stopped.status == 0)
+        #expect(stopped.output.contains("strata: stopped"))
+    }
+
+    @Test("errors are one line on stderr with a non-zero exit, and nothing is appended")
+    func errors() throws {
+        let server = try ServerProcess()
+        let connection = ["--port", "\(server.port)"]
+        _ = try strata(["append", "account-1", "Opened", "{}"] + connection)
+
+        let conflict = try strata(["append", "account-1", "Opened", "{}", "--expected", "no-stream"] + connection)
+        #expect(conflict.status != 0)
+        #expect(conflict.stdout.isEmpty)
+        #expect(conflict.stderr.split(separator: "\n").count == 1)
+        #expect(conflict.stderr.hasPrefix("strata: FAILED_PRECONDITION: wrong expected revision on stream 'account-1': expected no stream, actual revision 0"),
+                "\(conflict.stderr)")
+
+        let badJSON = try strata(["append", "account-1", "Deposited", "{not json"] + connection)
+        #expect(badJSON.status != 0)
+        #expect(badJSON.stderr == "Error: the event data is not valid JSON: {not json\n", "\(badJSON.stderr)")
+
+        let badExpected = try strata(["append", "account-1", "Deposited", "{}", "--expected", "soon"] + connection)
+        #expect(badExpected.status != 0)
+        #expect(badExpected.stderr.split(separator: "\n").count == 1)
+        #expect(badExpected.stderr.contains("--expected takes"))
+
+        let badStream = try strata(["append", "", "Deposited", "{}"] + connection)
+        #expect(badStream.status != 0)
+        #expect(badStream.stderr.hasPrefix("strata: INVALID_ARGUMENT: invalid stream name"), "\(badStream.stderr)")
+
+        let unknownTenant = try strata(["info", "account-1", "--tenant", "nobody"] + connection)
+        #expect(unknownTenant.status != 0)
+        #expect(unknownTenant.stderr == "strata: NOT_FOUND: tenant 'nobody' not found\n", "\(unknownTenant.stderr)")
+
+        // None of the refused appends landed.
+        let info = try strata(["info", "account-1", "--json"] + connection)
+        #expect(try info.jsonLines().first?["lastRevision"] as? Int == 0)
+
+        let unreachable = try strata(["info", "account-1", "--port", "1"])
+        #expect(unreachable.status != 0)
+        #expect(unreachable.stderr.hasPrefix("strata: UNAVAILABLE: cannot connect to 127.0.0.1:1"), "\(unreachable.stderr)")
+    }
+
+    @Test("serve refuses a bad configuration with a message naming the key")
+    func badConfiguration() throws {
+        let directory = NSTemporaryDirectory() + "strata-cli-config-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/strata.yaml"
+        try "storage:\n  durability: sometimes\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try strata(["serve", "--config", file, "--port", "0", "--data", directory + "/data"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("storage.durability"), "\(result.stderr)")
+    }
+}
