@@ -148,20 +148,27 @@ struct StreamIndexTests {
         let writersDone = Atomic<Int>(0)
         let reads = Atomic<Int>(0)
         let problems = Mutex<[String]>([])
-        DispatchQueue.concurrentPerform(iterations: 4) { worker in
-            if worker < 2 {
-                for i in 0..<150 {
-                    do {
-                        _ = try store.append(to: "c\(i % 4)", expected: .any, events: events(1 + i % 2))
-                    } catch {
-                        problems.withLock { $0.append("append: \(error)") }
-                    }
+        // Threads of their own (concurrentPerform on two cores may run both
+        // writers to the end before a reader starts); the writers begin once a
+        // reader is reading, and the readers read until both writers are done.
+        let readerStarted = DispatchSemaphore(value: 0)
+        let group = DispatchGroup()
+        @Sendable func write() {
+            readerStarted.wait()
+            readerStarted.signal()  // for the other writer
+            for i in 0..<150 {
+                do {
+                    _ = try store.append(to: "c\(i % 4)", expected: .any, events: events(1 + i % 2))
+                } catch {
+                    problems.withLock { $0.append("append: \(error)") }
                 }
-                writersDone.add(1, ordering: .sequentiallyConsistent)
-                return
             }
+            writersDone.add(1, ordering: .sequentiallyConsistent)
+        }
+        @Sendable func read(signalling: Bool) {
             var lastSeen = [UInt64](repeating: 0, count: 4)
-            while writersDone.load(ordering: .sequentiallyConsistent) < 2 {
+            if signalling { readerStarted.signal() }
+            repeat {
                 for k in 0..<4 {
                     guard let slice = try? store.readStream("c\(k)", maxCount: 10_000) else { continue }
                     reads.add(1, ordering: .relaxed)
@@ -173,8 +180,17 @@ struct StreamIndexTests {
                     }
                     lastSeen[k] = UInt64(revisions.count)
                 }
-            }
+            } while writersDone.load(ordering: .sequentiallyConsistent) < 2
         }
+        let workers: [@Sendable () -> Void] = [write, write, { read(signalling: true) }, { read(signalling: false) }]
+        for work in workers {
+            group.enter()
+            Thread {
+                work()
+                group.leave()
+            }.start()
+        }
+        group.wait()
         #expect(problems.withLock { $0 } == [])
         #expect(reads.load(ordering: .relaxed) > 0)
         #expect(try store.headPosition() == 2 * (75 * 1 + 75 * 2))
