@@ -80,7 +80,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StrataWireTests",
-            dependencies: ["StrataWire"]
+            dependencies: ["StrataWire", "StrataProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         // Runs the built `strata` binary (serve and the client commands) as a user would.
         .testTarget(

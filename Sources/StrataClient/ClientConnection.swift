@@ -104,15 +104,26 @@ final class PendingCall: @unchecked Sendable {
     }
 }
 
-/// One TCP connection to a server: blocking writes serialized by a lock, and
-/// a reader thread that decodes frames and hands them to their calls.
+/// One TCP connection to a server: writes combined into as few `send` calls
+/// as the callers' concurrency allows, and a reader thread that decodes
+/// frames and hands them to their calls.
 final class ClientConnection: @unchecked Sendable {
-    // @unchecked: `fd` is immutable; `writeLock` serializes writes; `state`
-    // is a Mutex; the decoder belongs to the reader thread.
+    // @unchecked: `fd` is immutable; `outbound` and `flushing` are guarded by
+    // `outboundCondition`; `descriptorClosed` by `sendLock`; `state` is a
+    // Mutex; the decoder belongs to the reader thread.
     private let fd: Int32
-    private let writeLock = NSLock()
-    /// Set (under `writeLock`) when the reader thread has closed `fd`, so no
-    /// write can reach a descriptor number the OS has handed out again.
+    /// Bytes queued for the socket. A caller that finds nobody sending becomes
+    /// the flusher and sends what others queue meanwhile, so 16 concurrent
+    /// calls on a connection cost a few system calls, not 16.
+    private let outboundCondition = NSCondition()
+    private var outbound: [UInt8] = []
+    private var flushing = false
+    /// Callers wait while more than this is queued (a server that stops
+    /// reading cannot make the client buffer without bound).
+    private static let maxQueuedBytes = 4 << 20
+    /// Held by the flusher around `send`, and by the reader thread to close
+    /// `fd`, so no write can reach a descriptor number the OS has handed out again.
+    private let sendLock = NSLock()
     private var descriptorClosed = false
     private struct State {
         var nextCallID: UInt32 = 1
@@ -213,37 +224,40 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     /// Opens a call and sends its request. The returned call receives the
-    /// response messages and the trailers.
-    func open(method: String, kind: CallLifecycle.Kind, metadata: [String: String], timeout: Duration?,
+    /// response messages and the trailers. `encodedMetadata` holds entries
+    /// encoded once by the caller (`CallHeadersCodec.encodeMetadataEntry`).
+    func open(method: String, kind: CallLifecycle.Kind, encodedMetadata: [UInt8] = [],
+              metadata: [(key: String, value: String)] = [], timeout: Duration?,
               request: [UInt8]) throws(RPCError) -> (UInt32, PendingCall) {
         let call = PendingCall(kind: kind, initialWindow: initialWindow)
-        // Call ids must reach the server in increasing order: allocate the id
-        // and send its HEADERS under the write lock.
-        writeLock.lock()
-        defer { writeLock.unlock() }
-        let id: UInt32 = try state.withLock { (state) throws(RPCError) -> UInt32 in
-            state.reserved = Swift.max(0, state.reserved - 1)
-            if let failure = state.failure { throw failure }
-            if state.goingAway { throw RPCError(.unavailable, "the connection is going away") }
-            let id = state.nextCallID
-            state.nextCallID += 1
-            state.calls[id] = call
-            return id
-        }
-        var headers = Strata_V1_CallHeaders()
-        headers.method = method
-        headers.metadata = metadata
+        var timeoutMs: UInt64 = 0
         if let timeout {
             let (seconds, attoseconds) = timeout.components
             // Clamped: a negative timeout means "already due", a huge one "none to speak of".
             let (millis, overflow) = seconds.multipliedReportingOverflow(by: 1000)
-            headers.timeoutMs = overflow ? UInt64.max : UInt64(Swift.max(1, millis + attoseconds / 1_000_000_000_000_000))
+            timeoutMs = overflow ? UInt64.max : UInt64(Swift.max(1, millis + attoseconds / 1_000_000_000_000_000))
         }
-        var bytes: [UInt8] = []
-        Frame(type: .headers, callID: id, payload: (try? headers.serializedBytes()) ?? []).encode(into: &bytes)
-        Frame(type: .message, flags: .endStream, callID: id, payload: request).encode(into: &bytes)
+        var headers: [UInt8] = []
+        CallHeadersCodec.encode(method: method, encodedMetadata: encodedMetadata, metadata: metadata,
+                                timeoutMs: timeoutMs, into: &headers)
+        // Call ids must reach the server in increasing order: the id is
+        // allocated and its frames queued under the same lock.
+        let id: UInt32 = try enqueue { (out) throws(RPCError) -> UInt32 in
+            let id: UInt32 = try state.withLock { (state) throws(RPCError) -> UInt32 in
+                state.reserved = Swift.max(0, state.reserved - 1)
+                if let failure = state.failure { throw failure }
+                if state.goingAway { throw RPCError(.unavailable, "the connection is going away") }
+                let id = state.nextCallID
+                state.nextCallID += 1
+                state.calls[id] = call
+                return id
+            }
+            Frame(type: .headers, callID: id, payload: headers).encode(into: &out)
+            Frame(type: .message, flags: .endStream, callID: id, payload: request).encode(into: &out)
+            return id
+        }
         do {
-            try writeLocked(bytes)
+            try flush()
         } catch {
             _ = removeCall(id)
             throw error
@@ -268,13 +282,68 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     func write(_ bytes: [UInt8]) throws(RPCError) {
-        writeLock.lock()
-        defer { writeLock.unlock() }
-        try writeLocked(bytes)
+        enqueue { $0.append(contentsOf: bytes) }
+        try flush()
     }
 
-    /// Writes all of `bytes`; the caller holds `writeLock`.
-    private func writeLocked(_ bytes: [UInt8]) throws(RPCError) {
+    /// Appends to the outbound bytes under their lock, first waiting while
+    /// the queue is over its limit and someone is sending.
+    private func enqueue<T>(_ body: (inout [UInt8]) throws(RPCError) -> T) throws(RPCError) -> T {
+        outboundCondition.lock()
+        defer { outboundCondition.unlock() }
+        while flushing && outbound.count >= Self.maxQueuedBytes { outboundCondition.wait() }
+        return try body(&outbound)
+    }
+
+    private func enqueue(_ body: (inout [UInt8]) -> Void) {
+        outboundCondition.lock()
+        defer { outboundCondition.unlock() }
+        while flushing && outbound.count >= Self.maxQueuedBytes { outboundCondition.wait() }
+        body(&outbound)
+    }
+
+    /// Sends the queued bytes unless another thread is already doing so (it
+    /// will send ours too). Throws only to the thread that did the sending.
+    private func flush() throws(RPCError) {
+        var batch: [UInt8] = []
+        outboundCondition.lock()
+        if flushing || outbound.isEmpty {
+            outboundCondition.unlock()
+            return
+        }
+        flushing = true
+        swap(&batch, &outbound)
+        outboundCondition.unlock()
+        while true {
+            do {
+                try sendAll(batch)
+            } catch {
+                outboundCondition.lock()
+                flushing = false
+                outbound.removeAll()
+                outboundCondition.broadcast()
+                outboundCondition.unlock()
+                fail(error)
+                throw error
+            }
+            batch.removeAll(keepingCapacity: true)
+            outboundCondition.lock()
+            if outbound.isEmpty {
+                flushing = false
+                outboundCondition.broadcast()
+                outboundCondition.unlock()
+                return
+            }
+            swap(&batch, &outbound)
+            outboundCondition.broadcast()  // room again for callers waiting on the limit
+            outboundCondition.unlock()
+        }
+    }
+
+    /// Writes all of `bytes` to the socket.
+    private func sendAll(_ bytes: [UInt8]) throws(RPCError) {
+        sendLock.lock()
+        defer { sendLock.unlock() }
         if descriptorClosed { throw state.withLock { $0.failure } ?? RPCError(.unavailable, "the connection is closed") }
         var offset = 0
         while offset < bytes.count {
@@ -284,9 +353,7 @@ final class ClientConnection: @unchecked Sendable {
             } else if written < 0 && errno == EINTR {
                 continue
             } else {
-                let error = RPCError(.unavailable, "connection lost while sending: \(String(cString: strerror(errno)))")
-                fail(error)
-                throw error
+                throw RPCError(.unavailable, "connection lost while sending: \(String(cString: strerror(errno)))")
             }
         }
     }
@@ -317,10 +384,10 @@ final class ClientConnection: @unchecked Sendable {
         var handshakeComplete = false
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         defer {
-            writeLock.lock()
+            sendLock.lock()
             Glibc.close(fd)
             descriptorClosed = true
-            writeLock.unlock()
+            sendLock.unlock()
         }
         while true {
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }

@@ -20,6 +20,13 @@ public final class StrataClient: Sendable {
     /// The deadline of calls that do not give one (nil: none).
     public let defaultTimeout: Duration?
     private let current: Mutex<ClientConnection?>
+    /// The tenant and authorization entries of every call's metadata, encoded once.
+    private let fixedMetadata: [UInt8]
+    /// Request ids are this client's random prefix and a counter: unique
+    /// enough to find a call in the server's log, and free of the system
+    /// calls a random UUID per call would cost.
+    private let requestIDPrefix: String
+    private let requestCounter = Atomic<UInt64>(0)
 
     private init(host: String, port: UInt16, tenant: String, apiKey: String, defaultTimeout: Duration?, connection: ClientConnection) {
         self.host = host
@@ -28,6 +35,11 @@ public final class StrataClient: Sendable {
         self.apiKey = apiKey
         self.defaultTimeout = defaultTimeout
         self.current = Mutex(connection)
+        var fixed: [UInt8] = []
+        CallHeadersCodec.encodeMetadataEntry(key: MetadataKey.tenant, value: tenant, into: &fixed)
+        CallHeadersCodec.encodeMetadataEntry(key: MetadataKey.authorization, value: "Bearer \(apiKey)", into: &fixed)
+        self.fixedMetadata = fixed
+        self.requestIDPrefix = String(UUID().uuidString.lowercased().prefix(13))
     }
 
     /// Connects to a server. Every call carries `tenant` and `apiKey`.
@@ -59,8 +71,10 @@ public final class StrataClient: Sendable {
         }
     }
 
-    private var metadata: [String: String] {
-        [MetadataKey.tenant: tenant, MetadataKey.authorization: "Bearer \(apiKey)", MetadataKey.requestID: UUID().uuidString.lowercased()]
+    /// The per-call metadata besides the fixed entries: a fresh request id.
+    private func callMetadata() -> [(key: String, value: String)] {
+        let n = requestCounter.wrappingAdd(1, ordering: .relaxed).newValue
+        return [(MetadataKey.requestID, "\(requestIDPrefix)-\(n)")]
     }
 
     /// Runs a unary call; cancelling the task sends CANCEL.
@@ -69,7 +83,8 @@ public final class StrataClient: Sendable {
         do {
             let connection = try connection()
             await connection.reserveSlot()
-            let (id, call) = try connection.open(method: method, kind: .unary, metadata: metadata, timeout: timeout ?? defaultTimeout,
+            let (id, call) = try connection.open(method: method, kind: .unary, encodedMetadata: fixedMetadata,
+                                                 metadata: callMetadata(), timeout: timeout ?? defaultTimeout,
                                                  request: try request.serializedBytes())
             let response = try await withTaskCancellationHandler {
                 try await call.next()
@@ -163,7 +178,8 @@ public final class StrataClient: Sendable {
         } catch {
             throw RPCError(.internal, "cannot encode the request: \(error)")
         }
-        let (id, call) = try connection.open(method: method, kind: .serverStreaming, metadata: metadata, timeout: timeout, request: bytes)
+        let (id, call) = try connection.open(method: method, kind: .serverStreaming, encodedMetadata: fixedMetadata,
+                                             metadata: callMetadata(), timeout: timeout, request: bytes)
         return (connection, id, call)
     }
 }

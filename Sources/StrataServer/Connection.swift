@@ -35,6 +35,9 @@ final class Connection: @unchecked Sendable {
     private var cancelledSources = 0
 
     private var decoder: FrameDecoder
+    /// Where `recv` writes; allocated once (a fresh zeroed 64 KiB array per
+    /// read event was a visible share of the server's CPU).
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     private var handshake = Handshake.awaitingSettings
     private var outbound: [UInt8] = []
     private var outboundOffset = 0
@@ -134,14 +137,13 @@ final class Connection: @unchecked Sendable {
     // MARK: - Reading
 
     private func readAvailable() {
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while !closed && !readSourceSuspended {
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let count = recv(fd, readBuffer.baseAddress, readBuffer.count, 0)
             if count > 0 {
                 lastActivity = .now
-                buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0 ..< count])) }
+                decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[0 ..< count]))
                 drainFrames()
-                if count < buffer.count { return }
+                if count < readBuffer.count { return }
             } else if count == 0 {
                 close(reason: "peer closed the connection")
                 return
@@ -222,7 +224,7 @@ final class Connection: @unchecked Sendable {
         }
         let headers: Strata_V1_CallHeaders
         do {
-            headers = try Strata_V1_CallHeaders(serializedBytes: frame.payload)
+            headers = try CallHeadersCodec.decode(frame.payload)
         } catch {
             sendTrailers(callID, RPCError(.invalidArgument, "HEADERS payload is not a valid CallHeaders message"))
             return
@@ -533,6 +535,8 @@ final class Connection: @unchecked Sendable {
         Glibc.close(fd)
         onClose(id)
     }
+
+    deinit { readBuffer.deallocate() }
 
     private func schedule(after delay: Duration, repeating: Duration? = nil, _ body: @escaping @Sendable () -> Void) {
         let timer = DispatchSource.makeTimerSource(queue: queue)

@@ -108,7 +108,7 @@ struct ClientProtocolTests {
         let connection = try ClientConnection.connect(host: "127.0.0.1", port: server.port)
         let request: [UInt8] = try Strata_V1_ReadRequest().serializedBytes()
         let (_, call) = try connection.open(method: StreamsMethod.read, kind: CallLifecycle.Kind.serverStreaming,
-                                            metadata: [MetadataKey.tenant: "acme"], timeout: nil, request: request)
+                                            metadata: [(MetadataKey.tenant, "acme")], timeout: nil, request: request)
         var received = 0
         await #expect {
             while try await call.next() != nil { received += 1 }
