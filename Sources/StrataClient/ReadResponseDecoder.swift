@@ -40,6 +40,50 @@ enum ReadResponseDecoder {
         }
     }
 
+    /// A `SubscribeResponse`: events (field 1, as in ReadResponse), caught_up
+    /// (2) and checkpoint (3), each `{ uint64 position = 1; }`.
+    struct SubscriptionPage {
+        var events: [StrataClient.RecordedEvent] = []
+        var caughtUp: UInt64?
+        var checkpoint: UInt64?
+    }
+
+    static func decodeSubscription(_ bytes: [UInt8]) throws(RPCError) -> SubscriptionPage {
+        do {
+            return try bytes.withUnsafeBytes { buffer throws(Malformed) in
+                var reader = Reader(buffer: buffer)
+                var page = SubscriptionPage()
+                while !reader.atEnd {
+                    let (field, wireType) = try reader.tag()
+                    switch (field, wireType) {
+                    case (1, 2): page.events.append(try event(try reader.lengthDelimited()))
+                    case (2, 2): page.caughtUp = try position(try reader.lengthDelimited())
+                    case (3, 2): page.checkpoint = try position(try reader.lengthDelimited())
+                    case (1...3, _): throw Malformed()
+                    default: try reader.skip(wireType)
+                    }
+                }
+                return page
+            }
+        } catch {
+            throw RPCError(.internal, "malformed SubscribeResponse from the server")
+        }
+    }
+
+    private static func position(_ buffer: UnsafeRawBufferPointer) throws(Malformed) -> UInt64 {
+        var reader = Reader(buffer: buffer)
+        var position: UInt64 = 0
+        while !reader.atEnd {
+            let (field, wireType) = try reader.tag()
+            switch (field, wireType) {
+            case (1, 0): position = try reader.varint()
+            case (1, _): throw Malformed()
+            default: try reader.skip(wireType)
+            }
+        }
+        return position
+    }
+
     private static func event(_ buffer: UnsafeRawBufferPointer) throws(Malformed) -> StrataClient.RecordedEvent {
         var reader = Reader(buffer: buffer)
         var id = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))

@@ -334,6 +334,188 @@ public nonisolated struct Strata_V1_DeleteStreamResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Strata_V1_SubscribeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// What to follow.
+  public var target: Strata_V1_SubscribeRequest.OneOf_Target? = nil
+
+  /// One stream, by name.
+  public var stream: String {
+    get {
+      if case .stream(let v)? = target {return v}
+      return String()
+    }
+    set {target = .stream(newValue)}
+  }
+
+  /// A category: every stream whose name is "<category>-…".
+  public var category: String {
+    get {
+      if case .category(let v)? = target {return v}
+      return String()
+    }
+    set {target = .category(newValue)}
+  }
+
+  /// Every event of the tenant.
+  public var all: Strata_V1_Empty {
+    get {
+      if case .all(let v)? = target {return v}
+      return Strata_V1_Empty()
+    }
+    set {target = .all(newValue)}
+  }
+
+  /// Where to begin. Unset: the start.
+  public var from: Strata_V1_SubscribeRequest.OneOf_From? = nil
+
+  /// From the first event.
+  public var start: Strata_V1_Empty {
+    get {
+      if case .start(let v)? = from {return v}
+      return Strata_V1_Empty()
+    }
+    set {from = .start(newValue)}
+  }
+
+  /// Only events committed after the subscription began.
+  public var end: Strata_V1_Empty {
+    get {
+      if case .end(let v)? = from {return v}
+      return Strata_V1_Empty()
+    }
+    set {from = .end(newValue)}
+  }
+
+  /// Events after this revision (stream subscriptions only): resume after the
+  /// last revision you handled.
+  public var afterRevision: UInt64 {
+    get {
+      if case .afterRevision(let v)? = from {return v}
+      return 0
+    }
+    set {from = .afterRevision(newValue)}
+  }
+
+  /// Events after this global position (category and "$all" only): resume
+  /// after the last position you handled, or the last checkpoint.
+  public var afterPosition: UInt64 {
+    get {
+      if case .afterPosition(let v)? = from {return v}
+      return 0
+    }
+    set {from = .afterPosition(newValue)}
+  }
+
+  /// Category and "$all" only: keep events whose stream starts with one of these.
+  public var streamPrefixes: [String] = []
+
+  /// Category and "$all" only: keep events of these types.
+  public var eventTypes: [String] = []
+
+  /// Category and "$all" only: after this many events were scanned without one
+  /// being delivered, the server sends a checkpoint. 0 = the server's default.
+  public var checkpointInterval: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  /// What to follow.
+  public nonisolated enum OneOf_Target: Equatable, Sendable {
+    /// One stream, by name.
+    case stream(String)
+    /// A category: every stream whose name is "<category>-…".
+    case category(String)
+    /// Every event of the tenant.
+    case all(Strata_V1_Empty)
+
+  }
+
+  /// Where to begin. Unset: the start.
+  public nonisolated enum OneOf_From: Equatable, Sendable {
+    /// From the first event.
+    case start(Strata_V1_Empty)
+    /// Only events committed after the subscription began.
+    case end(Strata_V1_Empty)
+    /// Events after this revision (stream subscriptions only): resume after the
+    /// last revision you handled.
+    case afterRevision(UInt64)
+    /// Events after this global position (category and "$all" only): resume
+    /// after the last position you handled, or the last checkpoint.
+    case afterPosition(UInt64)
+
+  }
+
+  public init() {}
+}
+
+/// One message of a subscription: a page of events, and/or a marker.
+public nonisolated struct Strata_V1_SubscribeResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Events in order (global position order; revision order for a stream).
+  public var events: [Strata_V1_RecordedEvent] = []
+
+  /// Set once, on the message that ends the catch-up: every event committed
+  /// up to `position` has now been delivered; later events are live.
+  public var caughtUp: Strata_V1_SubscriptionCaughtUp {
+    get {_caughtUp ?? Strata_V1_SubscriptionCaughtUp()}
+    set {_caughtUp = newValue}
+  }
+  /// Returns true if `caughtUp` has been explicitly set.
+  public var hasCaughtUp: Bool {self._caughtUp != nil}
+  /// Clears the value of `caughtUp`. Subsequent reads from it will return its default value.
+  public mutating func clearCaughtUp() {self._caughtUp = nil}
+
+  /// Set while filters skip events: every event at or before `position` has
+  /// been considered. Save it and resubscribe with after_position to resume
+  /// without rescanning.
+  public var checkpoint: Strata_V1_SubscriptionCheckpoint {
+    get {_checkpoint ?? Strata_V1_SubscriptionCheckpoint()}
+    set {_checkpoint = newValue}
+  }
+  /// Returns true if `checkpoint` has been explicitly set.
+  public var hasCheckpoint: Bool {self._checkpoint != nil}
+  /// Clears the value of `checkpoint`. Subsequent reads from it will return its default value.
+  public mutating func clearCheckpoint() {self._checkpoint = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _caughtUp: Strata_V1_SubscriptionCaughtUp? = nil
+  fileprivate var _checkpoint: Strata_V1_SubscriptionCheckpoint? = nil
+}
+
+public nonisolated struct Strata_V1_SubscriptionCaughtUp: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The log's head position when the subscription caught up.
+  public var position: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Strata_V1_SubscriptionCheckpoint: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var position: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "strata.v1"
@@ -950,6 +1132,261 @@ nonisolated extension Strata_V1_DeleteStreamResponse: SwiftProtobuf.Message, Swi
   }
 
   public static func ==(lhs: Strata_V1_DeleteStreamResponse, rhs: Strata_V1_DeleteStreamResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Strata_V1_SubscribeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubscribeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}stream\0\u{1}category\0\u{1}all\0\u{1}start\0\u{1}end\0\u{3}after_revision\0\u{3}after_position\0\u{3}stream_prefixes\0\u{3}event_types\0\u{3}checkpoint_interval\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.target != nil {try decoder.handleConflictingOneOf()}
+          self.target = .stream(v)
+        }
+      }()
+      case 2: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.target != nil {try decoder.handleConflictingOneOf()}
+          self.target = .category(v)
+        }
+      }()
+      case 3: try {
+        var v: Strata_V1_Empty?
+        var hadOneofValue = false
+        if let current = self.target {
+          hadOneofValue = true
+          if case .all(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.target = .all(v)
+        }
+      }()
+      case 4: try {
+        var v: Strata_V1_Empty?
+        var hadOneofValue = false
+        if let current = self.from {
+          hadOneofValue = true
+          if case .start(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.from = .start(v)
+        }
+      }()
+      case 5: try {
+        var v: Strata_V1_Empty?
+        var hadOneofValue = false
+        if let current = self.from {
+          hadOneofValue = true
+          if case .end(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.from = .end(v)
+        }
+      }()
+      case 6: try {
+        var v: UInt64?
+        try decoder.decodeSingularUInt64Field(value: &v)
+        if let v = v {
+          if self.from != nil {try decoder.handleConflictingOneOf()}
+          self.from = .afterRevision(v)
+        }
+      }()
+      case 7: try {
+        var v: UInt64?
+        try decoder.decodeSingularUInt64Field(value: &v)
+        if let v = v {
+          if self.from != nil {try decoder.handleConflictingOneOf()}
+          self.from = .afterPosition(v)
+        }
+      }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.streamPrefixes) }()
+      case 9: try { try decoder.decodeRepeatedStringField(value: &self.eventTypes) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.checkpointInterval) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.target {
+    case .stream?: try {
+      guard case .stream(let v)? = self.target else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 1)
+    }()
+    case .category?: try {
+      guard case .category(let v)? = self.target else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    }()
+    case .all?: try {
+      guard case .all(let v)? = self.target else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    switch self.from {
+    case .start?: try {
+      guard case .start(let v)? = self.from else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .end?: try {
+      guard case .end(let v)? = self.from else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .afterRevision?: try {
+      guard case .afterRevision(let v)? = self.from else { preconditionFailure() }
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 6)
+    }()
+    case .afterPosition?: try {
+      guard case .afterPosition(let v)? = self.from else { preconditionFailure() }
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 7)
+    }()
+    case nil: break
+    }
+    if !self.streamPrefixes.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.streamPrefixes, fieldNumber: 8)
+    }
+    if !self.eventTypes.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.eventTypes, fieldNumber: 9)
+    }
+    if self.checkpointInterval != 0 {
+      try visitor.visitSingularUInt32Field(value: self.checkpointInterval, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Strata_V1_SubscribeRequest, rhs: Strata_V1_SubscribeRequest) -> Bool {
+    if lhs.target != rhs.target {return false}
+    if lhs.from != rhs.from {return false}
+    if lhs.streamPrefixes != rhs.streamPrefixes {return false}
+    if lhs.eventTypes != rhs.eventTypes {return false}
+    if lhs.checkpointInterval != rhs.checkpointInterval {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Strata_V1_SubscribeResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubscribeResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0\u{3}caught_up\0\u{1}checkpoint\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._caughtUp) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._checkpoint) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 1)
+    }
+    try { if let v = self._caughtUp {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._checkpoint {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Strata_V1_SubscribeResponse, rhs: Strata_V1_SubscribeResponse) -> Bool {
+    if lhs.events != rhs.events {return false}
+    if lhs._caughtUp != rhs._caughtUp {return false}
+    if lhs._checkpoint != rhs._checkpoint {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Strata_V1_SubscriptionCaughtUp: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubscriptionCaughtUp"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}position\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.position) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.position != 0 {
+      try visitor.visitSingularUInt64Field(value: self.position, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Strata_V1_SubscriptionCaughtUp, rhs: Strata_V1_SubscriptionCaughtUp) -> Bool {
+    if lhs.position != rhs.position {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Strata_V1_SubscriptionCheckpoint: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubscriptionCheckpoint"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}position\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.position) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.position != 0 {
+      try visitor.visitSingularUInt64Field(value: self.position, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Strata_V1_SubscriptionCheckpoint, rhs: Strata_V1_SubscriptionCheckpoint) -> Bool {
+    if lhs.position != rhs.position {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

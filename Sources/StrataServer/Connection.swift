@@ -125,6 +125,12 @@ final class Connection: @unchecked Sendable {
             goAway.code = StatusCode.ok.rawValue
             goAway.reason = "server shutting down"
             send(.goAway, payload: goAway)
+            // Subscriptions never finish by themselves: end them now so the
+            // client resumes elsewhere instead of the shutdown waiting its
+            // whole grace period.
+            for call in calls.values.sorted(by: { $0.id < $1.id }) where call.source?.endsOnItsOwn == false {
+                finish(call.id, RPCError(.unavailable, "the server is shutting down; resubscribe after the last event you received"))
+            }
             if calls.isEmpty { closeAfterFlush() }
         }
     }
@@ -288,7 +294,13 @@ final class Connection: @unchecked Sendable {
             }
         case .serverStreaming(let makeSource):
             do {
-                call.source = try makeSource(frame.payload, call.context)
+                let source = try makeSource(frame.payload, call.context)
+                call.source = source
+                let callID = call.id
+                source.start { [weak self] in
+                    guard let self else { return }
+                    queue.async { self.wake(callID) }
+                }
                 pump(call)
             } catch {
                 finish(call.id, error)
@@ -366,6 +378,18 @@ final class Connection: @unchecked Sendable {
             if batch.messages.isEmpty { break }
         }
         flush()  // one write for the whole batch, not one per message
+    }
+
+    /// A streaming source asked to be pulled again (a subscription saw a commit).
+    private func wake(_ callID: UInt32) {
+        guard let call = calls[callID], let source = call.source else { return }
+        do {
+            try source.checkHealth()
+        } catch {
+            finish(callID, error)
+            return
+        }
+        pump(call)
     }
 
     private func pumpAll() {

@@ -34,6 +34,22 @@ enum RecordedEventEncoder {
         out.append(0x01)
     }
 
+    /// Appends SubscribeResponse.caught_up (field 2) = { position }.
+    static func appendCaughtUp(_ position: UInt64, to out: inout [UInt8]) {
+        appendPositionMessage(field: 2, position, to: &out)
+    }
+
+    /// Appends SubscribeResponse.checkpoint (field 3) = { position }.
+    static func appendCheckpoint(_ position: UInt64, to out: inout [UInt8]) {
+        appendPositionMessage(field: 3, position, to: &out)
+    }
+
+    private static func appendPositionMessage(field: UInt8, _ position: UInt64, to out: inout [UInt8]) {
+        out.append(field << 3 | 2)
+        appendVarint(UInt64(varintFieldSize(position)), to: &out)
+        appendVarintField(1, position, to: &out)
+    }
+
     private static func eventSize(_ f: EventFieldBytes) -> Int {
         bytesFieldSize(f.id) + bytesFieldSize(f.stream) + varintFieldSize(f.revision) + varintFieldSize(f.position)
             + bytesFieldSize(f.type) + bytesFieldSize(f.contentType) + bytesFieldSize(f.data) + bytesFieldSize(f.metadata)

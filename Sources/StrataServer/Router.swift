@@ -7,6 +7,24 @@ public protocol ServerStreamSource: AnyObject {
     /// Up to `max` (≥ 1) encoded messages, and whether the stream is complete.
     /// Throwing ends the call with that status.
     func next(max: Int) throws(RPCError) -> (messages: [[UInt8]], finished: Bool)
+    /// Called once, on the connection's queue, before the first `next`:
+    /// `wake` (callable from any thread) asks the connection to check the
+    /// source's health and pull again — how a subscription learns of commits.
+    func start(wake: @escaping @Sendable () -> Void)
+    /// Called on the connection's queue at each wake, with or without
+    /// credit; throwing ends the call with that status.
+    func checkHealth() throws(RPCError)
+    /// False for a stream that only ends when the client cancels it (a
+    /// subscription): a graceful shutdown ends such calls with UNAVAILABLE
+    /// at once instead of waiting for them.
+    var endsOnItsOwn: Bool { get }
+}
+
+extension ServerStreamSource {
+    /// A read has everything it needs when it is pulled.
+    public func start(wake: @escaping @Sendable () -> Void) {}
+    public func checkHealth() throws(RPCError) {}
+    public var endsOnItsOwn: Bool { true }
 }
 
 /// How a method is served.

@@ -28,6 +28,8 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGracePeriod: Duration = .seconds(10)
     /// Events per storage read while serving Read (one read transaction each).
     public var readPageSize: Int = 512
+    /// Subscription checkpoints and the lag at which a subscriber is ended.
+    public var subscriptions = SubscriptionLimits()
     /// Development mode accepts any API key (and says so at start-up).
     public var developmentMode: Bool = true
 

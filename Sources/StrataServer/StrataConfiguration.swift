@@ -64,6 +64,12 @@ public struct StrataConfiguration: Sendable {
         "limits.max_event_bytes": { c, v throws(ConfigurationError) in c.storage.store.limits.maxEventBytes = try positive("limits.max_event_bytes", v) },
         "limits.max_events_per_append": { c, v throws(ConfigurationError) in
             c.storage.store.limits.maxEventsPerAppend = try positive("limits.max_events_per_append", v) },
+        "subscription.checkpoint_interval": { c, v throws(ConfigurationError) in
+            c.server.subscriptions.checkpointInterval = try positive("subscription.checkpoint_interval", v) },
+        "subscription.max_lag_events": { c, v throws(ConfigurationError) in
+            c.server.subscriptions.maxLagEvents = UInt64(try positive("subscription.max_lag_events", v)) },
+        "subscription.max_lag_seconds": { c, v throws(ConfigurationError) in
+            c.server.subscriptions.maxLagDuration = .seconds(try integer("subscription.max_lag_seconds", v, UInt32.self)) },
         "development.tenant": { c, v throws(ConfigurationError) in
             do {
                 try TenantName.validate(v)
@@ -136,7 +142,7 @@ public struct StrataConfiguration: Sendable {
         }
         guard let root else { return [] }
         guard let sections = root as? [String: Any] else {
-            throw ConfigurationError(key: "", message: "\(source) must be a mapping of sections (server, storage, limits, development)")
+            throw ConfigurationError(key: "", message: "\(source) must be a mapping of sections (server, storage, limits, subscription, development)")
         }
         var out: [(String, String)] = []
         for (section, body) in sections.sorted(by: { $0.key < $1.key }) {

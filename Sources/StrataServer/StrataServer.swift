@@ -31,7 +31,8 @@ public final class StrataServer: @unchecked Sendable {
                             authorizer: any CallAuthorizer = DevelopmentAuthorizer(),
                             log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("strata: " + $0 + "\n").utf8)) }) {
         var router = Router()
-        StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize).register(in: &router)
+        StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
+                       subscriptions: configuration.subscriptions).register(in: &router)
         self.init(configuration: configuration, router: router, authorizer: authorizer, log: log)
     }
 

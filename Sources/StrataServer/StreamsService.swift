@@ -13,11 +13,14 @@ public struct StreamsService: Sendable {
     /// Bytes of events per streamed message: half the frame limit, so a
     /// message plus its protobuf overhead always fits in one frame.
     let byteBudget: Int
+    let subscriptions: SubscriptionLimits
 
-    public init(engine: StorageEngine, readPageSize: Int = 512, maxFrameSize: UInt32 = ProtocolDefaults.maxFrameSize) {
+    public init(engine: StorageEngine, readPageSize: Int = 512, maxFrameSize: UInt32 = ProtocolDefaults.maxFrameSize,
+                subscriptions: SubscriptionLimits = SubscriptionLimits()) {
         self.engine = engine
         self.readPageSize = readPageSize
         self.byteBudget = Int(maxFrameSize) / 2
+        self.subscriptions = subscriptions
     }
 
     public func register(in router: inout Router) {
@@ -35,6 +38,9 @@ public struct StreamsService: Sendable {
         })
         router.register(StreamsMethod.read, .serverStreaming { request, context throws(RPCError) in
             try self.read(request, context)
+        })
+        router.register(StreamsMethod.subscribe, .serverStreaming { request, context throws(RPCError) in
+            try self.subscribe(request, context)
         })
     }
 

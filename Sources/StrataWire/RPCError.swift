@@ -46,6 +46,7 @@ public enum StreamsMethod {
     public static let read = "/strata.v1.Streams/Read"
     public static let getStreamInfo = "/strata.v1.Streams/GetStreamInfo"
     public static let deleteStream = "/strata.v1.Streams/DeleteStream"
+    public static let subscribe = "/strata.v1.Streams/Subscribe"
 }
 
 /// Protocol defaults (PROTOCOL.md, "Settings"): what a 0 in SETTINGS means.

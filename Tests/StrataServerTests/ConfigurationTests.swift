@@ -36,6 +36,9 @@ struct ConfigurationTests {
         #expect(fromFile.storage.store.indexFlushEvents == defaults.storage.store.indexFlushEvents)
         #expect(fromFile.storage.store.indexFlushInterval == defaults.storage.store.indexFlushInterval)
         #expect(fromFile.storage.store.limits == defaults.storage.store.limits)
+        #expect(fromFile.server.subscriptions.checkpointInterval == defaults.server.subscriptions.checkpointInterval)
+        #expect(fromFile.server.subscriptions.maxLagEvents == defaults.server.subscriptions.maxLagEvents)
+        #expect(fromFile.server.subscriptions.maxLagDuration == defaults.server.subscriptions.maxLagDuration)
         #expect(fromFile.developmentTenant == defaults.developmentTenant)
         // Every key the loader knows is documented in the file.
         for key in StrataConfiguration.keys {
@@ -64,6 +67,8 @@ struct ConfigurationTests {
         ("storage:\n  durability: sometimes\n", "storage.durability"),
         ("limits:\n  max_event_bytes: -1\n", "limits.max_event_bytes"),
         ("development:\n  tenant: Not Valid\n", "development.tenant"),
+        ("subscription:\n  max_lag_seconds: -3\n", "subscription.max_lag_seconds"),
+        ("subscription:\n  checkpoint_interval: 0\n", "subscription.checkpoint_interval"),
         ("server: 3\n", "server"),
     ])
     func badFile(yaml: String, key: String) {

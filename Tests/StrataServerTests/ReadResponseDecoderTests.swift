@@ -66,6 +66,26 @@ struct ReadResponseDecoderTests {
             #expect(throws: (any Error).self, "\(bytes)") { _ = try ReadResponseDecoder.decode(bytes) }
         }
     }
+
+    @Test("decodes SubscribeResponse pages and markers as swift-protobuf writes them; truncations never crash")
+    func subscription() throws {
+        var reference = Strata_V1_SubscribeResponse()
+        reference.events = Self.sample().events
+        reference.caughtUp.position = 300
+        reference.checkpoint.position = 1 << 33
+        let bytes: [UInt8] = try reference.serializedBytes()
+        let page = try ReadResponseDecoder.decodeSubscription(bytes)
+        #expect(page.events == reference.events.map(StrataClient.RecordedEvent.init))
+        #expect(page.caughtUp == 300)
+        #expect(page.checkpoint == 1 << 33)
+        var markerOnly = Strata_V1_SubscribeResponse()
+        markerOnly.caughtUp = Strata_V1_SubscriptionCaughtUp()  // position 0: an empty nested message
+        let empty = try ReadResponseDecoder.decodeSubscription(try markerOnly.serializedBytes())
+        #expect(empty.caughtUp == 0 && empty.events.isEmpty && empty.checkpoint == nil)
+        for cut in stride(from: 0, to: bytes.count, by: 97) {
+            _ = try? ReadResponseDecoder.decodeSubscription(Array(bytes[0 ..< cut]))
+        }
+    }
 }
 
 extension StrataClient.RecordedEvent {

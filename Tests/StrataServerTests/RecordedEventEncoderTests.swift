@@ -38,4 +38,19 @@ struct RecordedEventEncoderTests {
             #expect(decoded == reference)
         }
     }
+
+    @Test("SubscribeResponse markers are the bytes swift-protobuf writes", arguments: [UInt64(0), 1, 127, 128, 1 << 40, UInt64.max])
+    func subscriptionMarkers(position: UInt64) throws {
+        var caughtUp: [UInt8] = []
+        RecordedEventEncoder.appendCaughtUp(position, to: &caughtUp)
+        var reference = Strata_V1_SubscribeResponse()
+        reference.caughtUp.position = position
+        #expect(caughtUp == (try reference.serializedBytes()))
+
+        var checkpoint: [UInt8] = []
+        RecordedEventEncoder.appendCheckpoint(position, to: &checkpoint)
+        reference = Strata_V1_SubscribeResponse()
+        reference.checkpoint.position = position
+        #expect(checkpoint == (try reference.serializedBytes()))
+    }
 }

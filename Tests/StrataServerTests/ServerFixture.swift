@@ -12,31 +12,43 @@ final class ServerFixture: Sendable {
     let engine: StorageEngine
     let server: StrataServer
     let port: UInt16
+    /// Whether `deinit` removes `directory` (not when a restart reuses it).
+    private let ownsDirectory: Bool
 
-    init(configure: (inout ServerConfiguration) -> Void = { _ in }, extraRoutes: (inout Router) -> Void = { _ in }) throws {
-        directory = (NSTemporaryDirectory() as NSString).appendingPathComponent("strata-server-test-\(UUID().uuidString)")
-        var options = StorageEngineOptions(dataDirectory: directory)
+    /// A fresh data directory and an ephemeral port; or, to restart a server,
+    /// an existing `directory` (kept afterwards) and a fixed `port`.
+    init(directory: String? = nil, port: UInt16 = 0, configure: (inout ServerConfiguration) -> Void = { _ in },
+         extraRoutes: (inout Router) -> Void = { _ in }) throws {
+        self.directory = directory ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("strata-server-test-\(UUID().uuidString)")
+        ownsDirectory = directory == nil
+        var options = StorageEngineOptions(dataDirectory: self.directory)
         options.store.mapSize = 256 << 20
         engine = try StorageEngine(options: options)
-        try engine.createTenant("acme").release()
+        if !engine.tenantExists("acme") { try engine.createTenant("acme").release() }
         var configuration = ServerConfiguration()
-        configuration.port = 0
+        configuration.port = port
         configure(&configuration)
         var router = Router()
-        StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize).register(in: &router)
+        StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
+                       subscriptions: configuration.subscriptions).register(in: &router)
         extraRoutes(&router)
         server = StrataServer(configuration: configuration, router: router, log: { _ in })
-        port = try server.start()
+        self.port = try server.start()
     }
 
     func client(tenant: String = "acme") async throws -> StrataClient {
         try await StrataClient.connect(host: "127.0.0.1", port: port, tenant: tenant, apiKey: "test")
     }
 
-    deinit {
+    /// Shuts the server down and closes the storage (idempotent).
+    func stop() {
         server.shutdown()
         engine.close()
-        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    deinit {
+        stop()
+        if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
     }
 }
 

@@ -19,6 +19,8 @@ public final class EventStore: Sendable {
     /// the writer (which adds and flushes) and readers.
     let indexTail: StreamIndexTail
     private let writer: GroupCommitWriter
+    /// Observers of the log's head (subscriptions): told after each commit.
+    public let commits = CommitNotifier()
 
     /// Opens (creating if needed) the store in directory `path`.
     public init(path: String, tenant: String, options: EventStoreOptions = EventStoreOptions()) throws(StorageError) {
@@ -42,7 +44,8 @@ public final class EventStore: Sendable {
             dbs = try TenantDatabases.open(in: env)
             let watermark = try StreamIndexRecovery.recover(env: env, dbs: dbs, path: path)
             indexTail = StreamIndexTail(watermark: watermark)
-            writer = try GroupCommitWriter(env: env, dbs: dbs, tenant: tenant, indexTail: indexTail, options: options)
+            writer = try GroupCommitWriter(env: env, dbs: dbs, tenant: tenant, indexTail: indexTail, options: options,
+                                           commits: commits)
         } catch {
             env.close()
             throw Self.storageError(error, tenant: tenant, mapSize: options.mapSize)

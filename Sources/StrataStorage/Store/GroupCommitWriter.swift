@@ -16,6 +16,8 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let dbs: TenantDatabases
     private let tenant: String
     private let indexTail: StreamIndexTail
+    /// Told after each commit that added events (subscriptions wake on it).
+    private let commits: CommitNotifier
     private let maxBatchEvents: Int
     private let flushInterval: Duration
     private let readerCheckInterval: Duration
@@ -47,7 +49,8 @@ final class GroupCommitWriter: @unchecked Sendable {
     private var indexEntriesFlushed = 0
 
     init(env: Environment, dbs: TenantDatabases, tenant: String, indexTail: StreamIndexTail,
-         options: EventStoreOptions) throws {
+         options: EventStoreOptions, commits: CommitNotifier) throws {
+        self.commits = commits
         self.env = env
         self.dbs = dbs
         self.tenant = tenant
@@ -189,6 +192,7 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// the batch is retried one operation per transaction so that only the
     /// operations that do not fit fail.
     private func commit(_ batch: [PendingWrite]) {
+        let firstPosition = counters.nextPosition
         let commitTime = counters.clock.next()
         var work = WriteBatch(dbs: dbs, indexTail: indexTail, counters: counters, commitTime: commitTime)
         let started = ContinuousClock.now
@@ -246,6 +250,9 @@ final class GroupCommitWriter: @unchecked Sendable {
         for (write, outcome) in zip(batch, work.outcomes) {
             write.complete(outcome)
         }
+        // After the answers: an appender hears of its commit no later than a
+        // subscriber does. (Replays and refusals commit nothing new.)
+        if counters.nextPosition > firstPosition { commits.notify(head: counters.nextPosition - 1) }
     }
 }
 
