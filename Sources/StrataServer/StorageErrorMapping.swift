@@ -62,6 +62,8 @@ extension RPCError {
             self.init(.notFound, error.description, detail: detail)
         case let .invalidStreamName(stream, reason):
             self = .invalidArgument(field: "stream", reason: "'\(stream)': \(reason)", message: error.description)
+        case let .invalidSnapshot(_, reason):
+            self = .invalidArgument(field: "snapshot", reason: reason, message: error.description)
         case let .invalidEvent(_, index, reason):
             self = .invalidArgument(field: "events[\(index)]", reason: reason, message: error.description)
         case let .eventTooLarge(_, index, size, limit):

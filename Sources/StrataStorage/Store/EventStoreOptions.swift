@@ -5,6 +5,8 @@ public struct EventStoreOptions: Sendable {
     public var mapSize: Int = 8 << 30
     public var durability: Durability = .sync
     public var limits = StoreLimits()
+    /// Snapshots kept per stream: saving one more removes the oldest.
+    public var snapshotsPerStream: Int = 3
     /// The most events one group commit takes from the queue.
     public var maxBatchEvents: Int = 50_000
     /// Concurrent read transactions on this tenant.

@@ -9,6 +9,8 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The stream was soft-deleted; its events remain in `$all`.
     case streamDeleted(stream: String)
     case invalidStreamName(stream: String, reason: String)
+    /// A snapshot that cannot be stored (revision beyond the stream, too large).
+    case invalidSnapshot(stream: String, reason: String)
     case invalidEvent(stream: String, index: Int, reason: String)
     /// An event's data plus metadata exceed the configured size.
     case eventTooLarge(stream: String, index: Int, size: Int, limit: Int)
@@ -42,6 +44,7 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .streamNotFound(stream): "stream '\(stream)' not found"
         case let .streamDeleted(stream): "stream '\(stream)' is deleted"
         case let .invalidStreamName(stream, reason): "invalid stream name '\(stream)': \(reason)"
+        case let .invalidSnapshot(stream, reason): "invalid snapshot of stream '\(stream)': \(reason)"
         case let .invalidEvent(stream, index, reason): "invalid event \(index) for stream '\(stream)': \(reason)"
         case let .eventTooLarge(stream, index, size, limit):
             "event \(index) for stream '\(stream)' is \(size) bytes; the limit is \(limit)"

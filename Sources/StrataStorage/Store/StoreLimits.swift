@@ -11,6 +11,8 @@ public struct StoreLimits: Sendable, Hashable {
     public var maxEventTypeBytes: Int = 256
     /// UTF-8 bytes of a content type.
     public var maxContentTypeBytes: Int = 128
+    /// Payload bytes of one snapshot.
+    public var maxSnapshotBytes: Int = 1 << 20
 
     public init() {}
 }

@@ -29,6 +29,8 @@ struct TenantDatabases: Sendable {
     let streamIndex: Database
     let eventIDs: Database
     let timeIndex: Database
+    /// (stream number BE, revision BE) → snapshot record (`SnapshotRecord`).
+    let snapshots: Database
 
     /// Opens (creating on first use) every database and checks the schema
     /// version: a newer version than this build knows is refused before
@@ -55,7 +57,8 @@ struct TenantDatabases: Sendable {
                 streams: try txn.openDatabase("streams", flags: .create),
                 streamIndex: try txn.openDatabase("stream-index", flags: .create),
                 eventIDs: try txn.openDatabase("event-ids", flags: .create),
-                timeIndex: try txn.openDatabase("time-index", flags: [.create, .integerKey])
+                timeIndex: try txn.openDatabase("time-index", flags: [.create, .integerKey]),
+                snapshots: try txn.openDatabase("snapshots", flags: .create)
             )
         }
     }

@@ -60,6 +60,9 @@ struct WriteBatch {
                 case let .delete(stream, expected):
                     try delete(stream, expected: expected, in: txn)
                     outcomes.append(.success(.deleted))
+                case let .saveSnapshot(record, streamNumber, keep):
+                    try saveSnapshot(record, streamNumber: streamNumber, keep: keep, in: txn)
+                    outcomes.append(.success(.snapshotSaved))
                 }
             } catch let error as StorageError {
                 outcomes.append(.failure(error))
@@ -244,6 +247,30 @@ struct WriteBatch {
         var name = stream
         try name.withUTF8 { key in
             try record.withEncoded { try txn.put(dbs.streams, key: UnsafeRawBufferPointer(key), value: $0) }
+        }
+    }
+
+    // MARK: - Snapshots
+
+    private func saveSnapshot(_ record: SnapshotRecord, streamNumber: UInt64, keep: Int,
+                              in txn: borrowing WriteTransaction) throws {
+        var stored = record
+        stored.savedAt = commitTime
+        let value = stored.encoded
+        try Keys.withStreamRevision(streamNumber, record.revision) { key in
+            try value.withUnsafeBytes { try txn.put(dbs.snapshots, key: key, value: $0) }
+        }
+        // Keep the newest `keep`: collect this stream's keys oldest first.
+        var revisions: [UInt64] = []
+        try txn.withCursor(dbs.snapshots) { cursor in
+            var entry = try Keys.withStreamRevision(streamNumber, 0) { try cursor.seek(atOrAfter: $0) }
+            while let current = entry, current.key.count == 16, Keys.decodeUInt64BE(current.key) == streamNumber {
+                revisions.append(Keys.decodeUInt64BE(current.key, at: 8))
+                entry = try cursor.next()
+            }
+        }
+        for revision in revisions.dropLast(max(1, keep)) {
+            _ = try Keys.withStreamRevision(streamNumber, revision) { try txn.delete(dbs.snapshots, key: $0) }
         }
     }
 }

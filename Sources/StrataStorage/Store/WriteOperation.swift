@@ -4,11 +4,13 @@ enum WriteOperation: Sendable {
     case append([StreamWrite])
     /// Soft-deletes a stream.
     case delete(stream: String, expected: ExpectedRevision)
+    /// Stores a snapshot and drops the stream's oldest beyond `keep`.
+    case saveSnapshot(SnapshotRecord, streamNumber: UInt64, keep: Int)
 
     var eventCount: Int {
         switch self {
         case .append(let writes): writes.reduce(0) { $0 + $1.events.count }
-        case .delete: 0
+        case .delete, .saveSnapshot: 0
         }
     }
 }
@@ -17,6 +19,7 @@ enum WriteOperation: Sendable {
 enum WriteOutcome: Sendable {
     case appended([AppendResult])
     case deleted
+    case snapshotSaved
 }
 
 /// A queued operation and the callback that receives its outcome. The callback
