@@ -129,9 +129,11 @@ public final class StrataClient: Sendable {
         return response.results.map(AppendResult.init)
     }
 
-    public func streamInfo(_ stream: String, timeout: Duration? = nil) async throws(StrataClient.Error) -> StreamInfo {
+    /// A stream's state now, or as it was at `asOf` (nanoseconds since the Unix epoch).
+    public func streamInfo(_ stream: String, asOf: Int64? = nil, timeout: Duration? = nil) async throws(StrataClient.Error) -> StreamInfo {
         var request = Strata_V1_GetStreamInfoRequest()
         request.stream = stream
+        request.asOf = asOf ?? 0
         let r: Strata_V1_GetStreamInfoResponse = try await unary(StreamsMethod.getStreamInfo, request, timeout: timeout)
         return StreamInfo(stream: r.stream, lastRevision: r.lastRevision, firstVisibleRevision: r.firstVisibleRevision,
                           isDeleted: r.deleted, createdAt: r.createdAt, lastRecordedAt: r.lastRecordedAt,
@@ -149,10 +151,18 @@ public final class StrataClient: Sendable {
     /// Reads a stream (or `"$all"`) as an async sequence. Events flow only as
     /// fast as they are consumed: the sequence grants the server credit as it
     /// hands events out.
+    ///
+    /// `recorded` keeps only events committed in that closed range of times
+    /// (nanoseconds since the Unix epoch; forwards, without `start`): a
+    /// stream as of T is `recorded: Int64.min...T`.
     public func read(_ stream: String, from start: ReadStart? = nil, direction: ReadDirection = .forwards,
                      maxCount: UInt64 = 0, streamPrefixes: [String] = [], eventTypes: [String] = [],
-                     timeout: Duration? = nil) -> ReadSequence {
+                     recorded: ClosedRange<Int64>? = nil, timeout: Duration? = nil) -> ReadSequence {
         var request = Strata_V1_ReadRequest()
+        if let recorded {
+            request.recorded.from = recorded.lowerBound
+            request.recorded.to = recorded.upperBound
+        }
         request.stream = stream
         request.backwards = direction == .backwards
         switch start {

@@ -61,6 +61,10 @@ public struct StrataConfiguration: Sendable {
             c.storage.store.indexFlushEvents = try positive("storage.index_flush_events", v) },
         "storage.index_flush_interval_ms": { c, v throws(ConfigurationError) in
             c.storage.store.indexFlushInterval = .milliseconds(try positive("storage.index_flush_interval_ms", v)) },
+        "storage.snapshots_per_stream": { c, v throws(ConfigurationError) in
+            c.storage.store.snapshotsPerStream = try positive("storage.snapshots_per_stream", v) },
+        "limits.max_snapshot_bytes": { c, v throws(ConfigurationError) in
+            c.storage.store.limits.maxSnapshotBytes = try positive("limits.max_snapshot_bytes", v) },
         "limits.max_event_bytes": { c, v throws(ConfigurationError) in c.storage.store.limits.maxEventBytes = try positive("limits.max_event_bytes", v) },
         "limits.max_events_per_append": { c, v throws(ConfigurationError) in
             c.storage.store.limits.maxEventsPerAppend = try positive("limits.max_events_per_append", v) },

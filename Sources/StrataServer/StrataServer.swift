@@ -33,6 +33,8 @@ public final class StrataServer: @unchecked Sendable {
         var router = Router()
         StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
                        subscriptions: configuration.subscriptions).register(in: &router)
+        SnapshotsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize)
+            .register(in: &router)
         self.init(configuration: configuration, router: router, authorizer: authorizer, log: log)
     }
 

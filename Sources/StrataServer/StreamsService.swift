@@ -42,6 +42,9 @@ public struct StreamsService: Sendable {
         router.register(StreamsMethod.subscribe, .serverStreaming { request, context throws(RPCError) in
             try self.subscribe(request, context)
         })
+        router.register(StreamsMethod.getPositionAt, .unary { request, context, respond in
+            respond(Result { () throws(RPCError) in try self.positionAt(request, context) })
+        })
     }
 
     // MARK: - Decoding helpers
@@ -169,7 +172,8 @@ public struct StreamsService: Sendable {
         let lease = try lease(context)
         defer { lease.release() }
         do {
-            let info = try lease.store.streamInfo(request.stream)
+            let info = request.asOf == 0 ? try lease.store.streamInfo(request.stream)
+                : try lease.store.streamInfo(request.stream, at: request.asOf)
             var response = Strata_V1_GetStreamInfoResponse()
             response.stream = info.stream
             response.lastRevision = info.lastRevision
@@ -210,6 +214,7 @@ public struct StreamsService: Sendable {
 
     func read(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> any ServerStreamSource {
         let request = try Self.decode(Strata_V1_ReadRequest.self, bytes)
+        if request.hasRecorded { return try timeRangeRead(request, context) }
         let lease = try lease(context)
         let limit = request.maxCount == 0 ? UInt64.max : request.maxCount
         if request.stream == "$all" {

@@ -47,6 +47,13 @@ public enum StreamsMethod {
     public static let getStreamInfo = "/strata.v1.Streams/GetStreamInfo"
     public static let deleteStream = "/strata.v1.Streams/DeleteStream"
     public static let subscribe = "/strata.v1.Streams/Subscribe"
+    public static let getPositionAt = "/strata.v1.Streams/GetPositionAt"
+}
+
+public enum SnapshotsMethod {
+    public static let save = "/strata.v1.Snapshots/Save"
+    public static let load = "/strata.v1.Snapshots/Load"
+    public static let loadAggregate = "/strata.v1.Snapshots/LoadAggregate"
 }
 
 /// Protocol defaults (PROTOCOL.md, "Settings"): what a 0 in SETTINGS means.

@@ -36,6 +36,7 @@ struct ConfigurationTests {
         #expect(fromFile.storage.store.indexFlushEvents == defaults.storage.store.indexFlushEvents)
         #expect(fromFile.storage.store.indexFlushInterval == defaults.storage.store.indexFlushInterval)
         #expect(fromFile.storage.store.limits == defaults.storage.store.limits)
+        #expect(fromFile.storage.store.snapshotsPerStream == defaults.storage.store.snapshotsPerStream)
         #expect(fromFile.server.subscriptions.checkpointInterval == defaults.server.subscriptions.checkpointInterval)
         #expect(fromFile.server.subscriptions.maxLagEvents == defaults.server.subscriptions.maxLagEvents)
         #expect(fromFile.server.subscriptions.maxLagDuration == defaults.server.subscriptions.maxLagDuration)

@@ -31,6 +31,8 @@ final class ServerFixture: Sendable {
         var router = Router()
         StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
                        subscriptions: configuration.subscriptions).register(in: &router)
+        SnapshotsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize)
+            .register(in: &router)
         extraRoutes(&router)
         server = StrataServer(configuration: configuration, router: router, log: { _ in })
         self.port = try server.start()

@@ -132,4 +132,17 @@ struct QuotaTests {
         #expect(try store.headPosition() == 7)
         #expect(throws: StorageError.streamNotFound(stream: "s-0")) { try store.readStream("s-0") }
     }
+
+    @Test("the extreme bounds Int64.min and Int64.max select everything (no wrap-around)")
+    func extremeBounds() async throws {
+        let fixture = try TestStore()
+        let store = fixture.store
+        _ = try await store.append(to: "x", expected: .any, events: events(3))
+        _ = try await store.append(to: "y", expected: .any, events: events(2))
+        #expect(try store.readStream("x", recordedFrom: .min, to: .max).events.map(\.revision) == [0, 1, 2])
+        #expect(try store.readAll(recordedFrom: .min, to: .max).events.count == 5)
+        let range = try store.positions(recordedFrom: .min, to: .max)
+        #expect(range.lower == 1 && range.upper == 5)
+        #expect(try store.readAll(recordedFrom: .max, to: .max).events.isEmpty)
+    }
 }

@@ -11,6 +11,11 @@ extension EventStore {
         try withRead { txn in try position(at: time, in: txn) }
     }
 
+    /// The position range recorded in `[from, to]` (empty when lower > upper).
+    public func positions(recordedFrom from: Int64, to: Int64) throws(StorageError) -> (lower: UInt64, upper: UInt64) {
+        try withRead { txn in (try firstPosition(recordedAtOrAfter: from, in: txn), try position(at: to, in: txn)) }
+    }
+
     func position(at time: Int64, in txn: borrowing ReadTransaction) throws -> UInt64 {
         if time < 0 { return 0 }
         // The first commit after `time` starts right after the answer.
@@ -22,13 +27,18 @@ extension EventStore {
         return try lastPosition(in: txn)
     }
 
+    /// The first position recorded at or after `time` (head + 1 when none was).
+    func firstPosition(recordedAtOrAfter time: Int64, in txn: borrowing ReadTransaction) throws -> UInt64 {
+        time == .min ? 1 : try position(at: time - 1, in: txn) + 1
+    }
+
     /// Events recorded in `[from, to]` (inclusive, nanoseconds), in `$all`
     /// order, at most `maxCount`; `nextPosition` continues the range when the
     /// page was full.
     public func readAll(recordedFrom from: Int64, to: Int64, maxCount: Int = 1000,
                         filter: EventFilter = .none) throws(StorageError) -> AllSlice {
         let range: (UInt64, UInt64) = try withRead { txn in
-            (try position(at: from &- 1, in: txn) + 1, try position(at: to, in: txn))
+            (try firstPosition(recordedAtOrAfter: from, in: txn), try position(at: to, in: txn))
         }
         guard range.0 <= range.1 else {
             return AllSlice(events: [], nextPosition: nil, headPosition: try headPosition())
@@ -53,13 +63,13 @@ extension EventStore {
     /// stream that never existed. Costs two seeks in the time index and a
     /// binary search over the stream's revisions, whatever the range.
     public func readStream(_ stream: String, recordedFrom from: Int64, to: Int64,
-                           maxCount: Int = 1000) throws(StorageError) -> StreamSlice {
+                           maxCount: Int = 1000, startingAt startRevision: UInt64 = 0) throws(StorageError) -> StreamSlice {
         try withRead { txn in
             let view = try indexView(in: txn)
             guard let record = try loadStream(stream, in: txn, view: view), record.nextRevision > 0 else {
                 throw StorageError.streamNotFound(stream: stream)
             }
-            let low = try position(at: from &- 1, in: txn) + 1
+            let low = try firstPosition(recordedAtOrAfter: from, in: txn)
             let high = try position(at: to, in: txn)
             let last = record.nextRevision - 1
             // The first revision whose position is >= low (positions grow with revisions).
@@ -73,7 +83,7 @@ extension EventStore {
                 if p < low { lo = mid + 1 } else { hi = mid }
             }
             var events: [RecordedEvent] = []
-            var revision = lo
+            var revision = max(lo, startRevision)
             while revision <= last && events.count < maxCount {
                 guard let p = try position(ofStream: record.number, revision: revision, in: txn, view: view) else {
                     throw StorageError.corrupt(path: path, detail: "stream '\(stream)' has no index entry for revision \(revision)")

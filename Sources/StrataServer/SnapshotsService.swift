@@ -1,0 +1,175 @@
+import Foundation
+import StrataProto
+import StrataStorage
+import StrataWire
+
+/// The Snapshots service: save and load aggregate snapshots, and load an
+/// aggregate (snapshot plus later events) as of a revision or a time.
+public struct SnapshotsService: Sendable {
+    let engine: StorageEngine
+    let readPageSize: Int
+    let byteBudget: Int
+
+    public init(engine: StorageEngine, readPageSize: Int = 512, maxFrameSize: UInt32 = ProtocolDefaults.maxFrameSize) {
+        self.engine = engine
+        self.readPageSize = readPageSize
+        self.byteBudget = Int(maxFrameSize) / 2
+    }
+
+    public func register(in router: inout Router) {
+        router.register(SnapshotsMethod.save, .unary { request, context, respond in
+            self.save(request, context, respond)
+        })
+        router.register(SnapshotsMethod.load, .unary { request, context, respond in
+            respond(Result { () throws(RPCError) in try self.load(request, context) })
+        })
+        router.register(SnapshotsMethod.loadAggregate, .serverStreaming { request, context throws(RPCError) in
+            try self.loadAggregate(request, context)
+        })
+    }
+
+    private func lease(_ context: CallContext) throws(RPCError) -> TenantLease {
+        do {
+            return try engine.lease(context.tenant)
+        } catch {
+            throw RPCError(error)
+        }
+    }
+
+    static func point(_ proto: Strata_V1_AggregatePoint?) -> AggregatePoint {
+        switch proto?.at {
+        case .none, .latest: .latest
+        case .revision(let revision): .revision(revision)
+        case .time(let time): .time(time)
+        }
+    }
+
+    static func proto(_ snapshot: Snapshot, withPayload: Bool) -> Strata_V1_Snapshot {
+        var out = Strata_V1_Snapshot()
+        out.stream = snapshot.stream
+        out.revision = snapshot.revision
+        out.recordedAt = snapshot.recordedAt
+        out.savedAt = snapshot.savedAt
+        out.contentType = snapshot.contentType
+        if withPayload { out.payload = snapshot.payload }
+        return out
+    }
+
+    func save(_ bytes: [UInt8], _ context: CallContext, _ respond: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void) {
+        do throws(RPCError) {
+            let request = try StreamsService.decode(Strata_V1_SaveSnapshotRequest.self, bytes)
+            let lease = try lease(context)
+            let store = lease.store
+            Task {
+                defer { lease.release() }
+                do {
+                    let snapshot = try await store.saveSnapshot(of: request.stream, revision: request.revision,
+                                                                contentType: request.contentType.isEmpty ? "application/json" : request.contentType,
+                                                                payload: request.payload)
+                    var response = Strata_V1_SaveSnapshotResponse()
+                    response.snapshot = Self.proto(snapshot, withPayload: false)
+                    respond(StreamsService.encode(response))
+                } catch {
+                    respond(.failure(RPCError(any: error)))
+                }
+            }
+        } catch {
+            respond(.failure(error))
+        }
+    }
+
+    func load(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> [UInt8] {
+        let request = try StreamsService.decode(Strata_V1_LoadSnapshotRequest.self, bytes)
+        let lease = try lease(context)
+        defer { lease.release() }
+        var response = Strata_V1_LoadSnapshotResponse()
+        do {
+            if let snapshot = try lease.store.snapshot(of: request.stream, atOrBefore: Self.point(request.hasAt ? request.at : nil)) {
+                response.snapshot = Self.proto(snapshot, withPayload: true)
+            }
+        } catch {
+            throw RPCError(error)
+        }
+        return try StreamsService.encode(response).get()
+    }
+
+    func loadAggregate(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> any ServerStreamSource {
+        let request = try StreamsService.decode(Strata_V1_LoadAggregateRequest.self, bytes)
+        let lease = try lease(context)
+        let first: AggregateSlice
+        do {
+            first = try lease.store.loadAggregate(request.stream, at: Self.point(request.hasAt ? request.at : nil), maxEvents: readPageSize)
+        } catch {
+            lease.release()
+            throw RPCError(error)
+        }
+        return AggregateSource(lease: lease, stream: request.stream, first: first, pageSize: readPageSize, byteBudget: byteBudget)
+    }
+}
+
+/// Streams an aggregate: the first message holds the snapshot and the
+/// revision, then pages of events; the last has end_of_stream. Later pages
+/// read `.revision(target)`: the events up to it are immutable, so pages
+/// from separate transactions still form one consistent answer.
+final class AggregateSource: ServerStreamSource {
+    private let lease: TenantLease
+    private let stream: String
+    private let pageSize: Int
+    private let byteBudget: Int
+    private let target: UInt64?
+    private var header: [UInt8]?
+    private var buffered: [RecordedEvent]
+    private var bufferedIndex = 0
+    private var next: UInt64?
+    private var finished = false
+
+    init(lease: TenantLease, stream: String, first: AggregateSlice, pageSize: Int, byteBudget: Int) {
+        self.lease = lease
+        self.stream = stream
+        self.pageSize = pageSize
+        self.byteBudget = byteBudget
+        self.target = first.revision
+        var head = Strata_V1_LoadAggregateResponse()
+        if let snapshot = first.snapshot { head.snapshot = SnapshotsService.proto(snapshot, withPayload: true) }
+        if let revision = first.revision { head.revision = revision }
+        self.header = (try? head.serializedBytes()) ?? []
+        self.buffered = first.events
+        self.next = first.nextRevision
+    }
+
+    deinit { lease.release() }
+
+    func next(max: Int) throws(RPCError) -> (messages: [[UInt8]], finished: Bool) {
+        var messages: [[UInt8]] = []
+        while messages.count < max && !finished {
+            if bufferedIndex == buffered.count, let from = next, let target {
+                do {
+                    let slice = try lease.store.loadAggregate(stream, at: .revision(target), from: from, maxEvents: pageSize)
+                    buffered = slice.events
+                    bufferedIndex = 0
+                    next = slice.nextRevision
+                } catch {
+                    throw RPCError(error)
+                }
+            }
+            var message = header ?? []
+            header = nil
+            var bytes = message.count
+            var count = 0
+            while bufferedIndex < buffered.count && count < pageSize {
+                let event = buffered[bufferedIndex]
+                if count > 0 && bytes + event.storedByteCount > byteBudget { break }
+                bytes += event.storedByteCount
+                RecordedEventEncoder.appendEvent(event, to: &message)
+                count += 1
+                bufferedIndex += 1
+            }
+            if bufferedIndex == buffered.count && next == nil {
+                RecordedEventEncoder.appendEndOfStream(to: &message)
+                finished = true
+            }
+            messages.append(message)
+        }
+        return (messages, finished)
+    }
+}
