@@ -50,6 +50,67 @@ func parseExpected(_ text: String) throws -> StrataClient.ExpectedRevision {
     }
 }
 
+/// One event per line: tab-separated text, or a JSON object.
+func printEvent(_ event: StrataClient.RecordedEvent, json: Bool) {
+    let data = String(decoding: event.data, as: UTF8.self)
+    if json {
+        printJSON(["stream": event.stream, "revision": event.revision, "position": event.position, "type": event.type,
+                   "id": event.id.uuidString.lowercased(), "recordedAt": event.recordedAt, "data": data])
+    } else {
+        print("\(event.position)\t\(event.stream)@\(event.revision)\t\(event.type)\t\(formatTime(event.recordedAt))\t\(data)")
+    }
+}
+
+/// A server time (nanoseconds since the Unix epoch) as ISO 8601 UTC with
+/// nanoseconds, e.g. 2026-11-23T11:44:23.123456789Z.
+func formatTime(_ nanoseconds: Int64) -> String {
+    var seconds = time_t(nanoseconds / 1_000_000_000)
+    var fraction = nanoseconds % 1_000_000_000
+    if fraction < 0 {
+        seconds -= 1
+        fraction += 1_000_000_000
+    }
+    var parts = tm()
+    guard gmtime_r(&seconds, &parts) != nil else { return "\(nanoseconds)ns" }
+    return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                  parts.tm_hour, parts.tm_min, parts.tm_sec, fraction)
+}
+
+/// Parses a time given on the command line: ISO 8601 (with or without
+/// fractional seconds and a zone; digits beyond microseconds are kept),
+/// "now", or nanoseconds since the Unix epoch.
+func parseTime(_ text: String, option: String) throws -> Int64 {
+    if text == "now" { return StrataClient.nanoseconds(Date()) }
+    if let nanoseconds = Int64(text) { return nanoseconds }
+    // Split off a fraction so nanoseconds survive (Date keeps ~microseconds).
+    var body = text
+    var fractionNanos: Int64 = 0
+    if let dot = text.firstIndex(of: ".") {
+        let afterDot = text[text.index(after: dot)...]
+        let digits = afterDot.prefix { $0.isNumber }
+        guard !digits.isEmpty, digits.count <= 9 else { throw InputError("\(option): '\(text)' has a bad fractional second") }
+        fractionNanos = Int64(digits + String(repeating: "0", count: 9 - digits.count)) ?? 0
+        body = String(text[..<dot]) + String(afterDot.dropFirst(digits.count))
+    }
+    let formatter = ISO8601DateFormatter()
+    formatter.formatOptions = [.withInternetDateTime]
+    var date = formatter.date(from: body)
+    if date == nil {
+        // A time without a zone is UTC.
+        formatter.formatOptions = [.withFullDate, .withTime, .withColonSeparatorInTime, .withDashSeparatorInDate]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        date = formatter.date(from: body)
+    }
+    if date == nil {
+        formatter.formatOptions = [.withFullDate, .withDashSeparatorInDate]
+        date = formatter.date(from: body)
+    }
+    guard let date else {
+        throw InputError("\(option): '\(text)' is not a time (ISO 8601 such as 2026-03-15T12:00:00Z, 'now', or nanoseconds since 1970)")
+    }
+    return Int64(date.timeIntervalSince1970.rounded()) * 1_000_000_000 + fractionNanos
+}
+
 func printJSON(_ object: [String: Any]) {
     if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
         print(String(decoding: data, as: UTF8.self))
@@ -104,14 +165,7 @@ struct ReadCommand: AsyncParsableCommand {
             defer { client.close() }
             let start: StrataClient.ReadStart? = from.map { stream == "$all" ? .position($0) : .revision($0) }
             for try await event in client.read(stream, from: start, direction: backwards ? .backwards : .forwards, maxCount: count) {
-                let data = String(decoding: event.data, as: UTF8.self)
-                if connection.json {
-                    printJSON(["stream": event.stream, "revision": event.revision, "position": event.position, "type": event.type,
-                               "id": event.id.uuidString.lowercased(), "recordedAt": event.recordedAt, "data": data])
-                } else {
-                    let time = Date(timeIntervalSince1970: Double(event.recordedAt) / 1e9).ISO8601Format(.iso8601.time(includingFractionalSeconds: true).year().month().day())
-                    print("\(event.position)\t\(event.stream)@\(event.revision)\t\(event.type)\t\(time)\t\(data)")
-                }
+                printEvent(event, json: connection.json)
             }
         }
     }

@@ -218,4 +218,60 @@ struct CLITests {
         #expect(result.status != 0)
         #expect(result.stderr.contains("storage.durability"), "\(result.stderr)")
     }
+
+    @Test("subscribe prints stored then live events; at, between and snapshot save/load answer from history")
+    func history() throws {
+        let server = try ServerProcess()
+        let connection = ["--port", "\(server.port)"]
+        _ = try strata(["append", "order-1", "Placed", #"{"total":5}"#] + connection)
+        // A subscriber to the category, stopping after three events (one stored, two live).
+        let subscriber = Process()
+        subscriber.executableURL = strataBinary
+        subscriber.arguments = ["subscribe", "$ce-order", "--count", "3", "--json"] + connection
+        let out = Pipe(), err = Pipe()
+        subscriber.standardOutput = out
+        subscriber.standardError = err
+        try subscriber.run()
+        let outDrain = PipeDrain(out), errDrain = PipeDrain(err)
+        _ = try strata(["append", "invoice-1", "Issued", "{}"] + connection)  // another category
+        _ = try strata(["append", "order-1", "Paid", "{}"] + connection)
+        _ = try strata(["append", "order-2", "Placed", "{}"] + connection)
+        subscriber.waitUntilExit()
+        let printed = outDrain.wait()
+        #expect(subscriber.terminationStatus == 0, "\(errDrain.wait())")
+        let lines = printed.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(lines.compactMap { $0["stream"] as? String } == ["order-1", "order-1", "order-2"])
+        #expect(lines.contains { $0["caughtUp"] != nil })
+
+        // at: the stream as of its first event's time, then as of a far future time.
+        let events = try strata(["read", "order-1", "--json"] + connection).jsonLines()
+        let firstTime = try #require(events.first?["recordedAt"] as? Int)
+        let atFirst = try strata(["at", "order-1", "\(firstTime)"] + connection)
+        #expect(atFirst.status == 0, "\(atFirst.stderr)")
+        #expect(atFirst.lines.count == 2)
+        #expect(atFirst.lines.last?.hasSuffix(": revision 0") == true, "\(atFirst.stdout)")
+        let atFuture = try strata(["at", "order-1", "2100-01-01T00:00:00Z", "--json"] + connection)
+        #expect(try atFuture.jsonLines().last?["revision"] as? Int == 1)
+        let before = try strata(["at", "order-1", "2001-01-01"] + connection)
+        #expect(before.status != 0 && before.stderr.hasPrefix("strata: NOT_FOUND"))
+        let badTime = try strata(["at", "order-1", "yesterday"] + connection)
+        #expect(badTime.status != 0 && badTime.stderr.contains("is not a time"))
+
+        // between: everything from 1970 to now, and nothing in an empty range.
+        let all = try strata(["between", "$all", "1970-01-01T00:00:00Z", "now"] + connection)
+        #expect(all.lines.count == 4)
+        let none = try strata(["between", "$all", "2000-01-01T00:00:00.5Z", "2000-01-01T00:00:01Z"] + connection)
+        #expect(none.status == 0 && none.lines.isEmpty)
+
+        // snapshot save and load.
+        let saved = try strata(["snapshot", "save", "order-1", "1", #"{"paid":true}"#] + connection)
+        #expect(saved.status == 0, "\(saved.stderr)")
+        let loaded = try strata(["snapshot", "load", "order-1", "--json"] + connection)
+        let snapshot = try #require(try loaded.jsonLines().first)
+        #expect(snapshot["revision"] as? Int == 1 && snapshot["payload"] as? String == #"{"paid":true}"#)
+        let missing = try strata(["snapshot", "load", "order-1", "--revision", "0"] + connection)
+        #expect(missing.status == 3 && missing.stderr.contains("no snapshot"))
+        let notJSON = try strata(["snapshot", "save", "order-1", "1", "{oops"] + connection)
+        #expect(notJSON.status != 0 && notJSON.stderr.contains("not valid JSON"))
+    }
 }
