@@ -4,6 +4,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print figures.",
-        subcommands: [StorageBenchCommand.self, AppendBenchCommand.self, ReadBenchCommand.self]
+        subcommands: [StorageBenchCommand.self, AppendBenchCommand.self, ReadBenchCommand.self, SubscribeBenchCommand.self,
+                      TemporalBenchCommand.self]
     )
 }
