@@ -114,7 +114,7 @@ enum ReadResponseDecoder {
     }
 
     private static func string(_ bytes: UnsafeRawBufferPointer) throws(Malformed) -> String {
-        guard let string = String(validating: bytes, as: UTF8.self) else { throw Malformed() }
+        guard let string = UTF8Validation.string(bytes) else { throw Malformed() }
         return string
     }
 

@@ -93,8 +93,11 @@ public struct Subscription: AsyncSequence, Sendable {
         private var call: (connection: ClientConnection, id: UInt32, pending: PendingCall)?
         private var consumed = 0
         private var window = 0
-        private var pending: [StrataClient.SubscriptionMessage] = []
+        /// The current message's events not yet handed out, then its markers
+        /// (kept apart so events are not re-wrapped one by one).
+        private var pendingEvents: [StrataClient.RecordedEvent] = []
         private var pendingIndex = 0
+        private var pendingMarkers: [StrataClient.SubscriptionMessage] = []
         private var failed = false
         /// Stream subscriptions resume by revision, the others by position.
         private var isStream: Bool {
@@ -115,7 +118,7 @@ public struct Subscription: AsyncSequence, Sendable {
         }
 
         public func next() async throws(StrataClient.Error) -> StrataClient.SubscriptionMessage? {
-            if pendingIndex < pending.count {
+            if pendingIndex < pendingEvents.count || !pendingMarkers.isEmpty {
                 return deliver()
             }
             if failed || Task.isCancelled { return nil }
@@ -145,23 +148,22 @@ public struct Subscription: AsyncSequence, Sendable {
 
         /// Hands out the next pending message and moves the resume point past it.
         private func deliver() -> StrataClient.SubscriptionMessage {
-            let message = pending[pendingIndex]
-            pendingIndex += 1
-            switch message {
-            case .event(let event):
+            if pendingIndex < pendingEvents.count {
+                let event = pendingEvents[pendingIndex]
+                pendingIndex += 1
                 resumeFrom = isStream ? .afterRevision(event.revision) : .afterPosition(event.position)
-            case .checkpoint(let position):
-                resumeFrom = .afterPosition(position)
-            case .caughtUp:
-                break
+                return .event(event)
             }
-            return message
+            let marker = pendingMarkers.removeFirst()
+            if case .checkpoint(let position) = marker { resumeFrom = .afterPosition(position) }
+            return marker
         }
 
         /// Opens the call if needed and waits for the next message with content.
         private func fill() async throws {
-            pending = []
+            pendingEvents = []
             pendingIndex = 0
+            pendingMarkers = []
             let call: (connection: ClientConnection, id: UInt32, pending: PendingCall)
             if let open = self.call {
                 call = open
@@ -178,7 +180,7 @@ public struct Subscription: AsyncSequence, Sendable {
                 window = call.connection.initialWindow
                 consumed = 0
             }
-            while pending.isEmpty {
+            while pendingEvents.isEmpty && pendingMarkers.isEmpty {
                 let message = try await withTaskCancellationHandler {
                     try await call.pending.next()
                 } onCancel: {
@@ -193,9 +195,9 @@ public struct Subscription: AsyncSequence, Sendable {
                     consumed = 0
                 }
                 let page = try ReadResponseDecoder.decodeSubscription(message)
-                pending = page.events.map { .event($0) }
-                if let position = page.caughtUp { pending.append(.caughtUp(position: position)) }
-                if let position = page.checkpoint { pending.append(.checkpoint(position: position)) }
+                pendingEvents = page.events
+                if let position = page.caughtUp { pendingMarkers.append(.caughtUp(position: position)) }
+                if let position = page.checkpoint { pendingMarkers.append(.checkpoint(position: position)) }
             }
         }
     }

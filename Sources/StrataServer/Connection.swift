@@ -481,7 +481,10 @@ final class Connection: @unchecked Sendable {
             }
         }
         if pendingBytes == 0 {
-            outbound.removeAll(keepingCapacity: outbound.capacity <= 1 << 20)
+            // Keep the buffer for the next burst unless it grew past the
+            // write-buffer limit (plus one message): regrowing it from empty
+            // after every flush was a quarter of a streaming read's CPU.
+            outbound.removeAll(keepingCapacity: outbound.capacity <= env.configuration.maxWriteBufferBytes + Int(env.configuration.maxFrameSize))
             outboundOffset = 0
             if !writeSourceSuspended {
                 writeSource?.suspend()

@@ -170,7 +170,7 @@ struct ProtoReader {
 
     mutating func string() throws(CallHeadersDecodingError) -> String {
         let range = try lengthDelimited()
-        guard let string = String(validating: UnsafeBufferPointer(rebasing: buffer[range]), as: UTF8.self) else {
+        guard let string = UTF8Validation.string(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: buffer[range]))) else {
             throw .invalidUTF8
         }
         return string

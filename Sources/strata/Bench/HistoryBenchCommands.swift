@@ -4,18 +4,18 @@ import Histogram
 import StrataClient
 import Synchronization
 
-/// Appends `count` events in batches of up to 1,000 from `concurrency` tasks,
-/// to `stream` (or to `stream-<n>` spread over 100 streams when `spread`).
+/// Appends `count` events in batches of up to `batchSize` from `concurrency`
+/// tasks, to `stream` (or to `stream-<n>` spread over 100 streams when `spread`).
 func prepareEvents(_ client: StrataClient, count: Int, stream: String, spread: Bool, eventSize: Int,
-                   concurrency: Int = 4) async throws {
+                   concurrency: Int = 4, batchSize: Int = 1000) async throws {
     let payload = Data(repeating: UInt8(ascii: "x"), count: eventSize)
-    let batches = (count + 999) / 1000
+    let batches = (count + batchSize - 1) / batchSize
     try await withThrowingTaskGroup(of: Void.self) { group in
         for worker in 0 ..< concurrency {
             group.addTask {
                 var batch = worker
                 while batch < batches {
-                    let n = min(1000, count - batch * 1000)
+                    let n = min(batchSize, count - batch * batchSize)
                     let name = spread ? "\(stream)-\(batch % 100)" : stream
                     _ = try await client.append(to: name, events: (0 ..< n).map { _ in .init(type: "BenchEvent", data: payload) })
                     batch += concurrency
@@ -130,6 +130,8 @@ struct TemporalBenchCommand: AsyncParsableCommand {
     @Option(help: "Events in the stream.") var events = 1_000_000
     @Option(help: "A snapshot every this many events.") var snapshotEvery = 100
     @Option(help: "Aggregate loads to time.") var loads = 2_000
+    @Option(help: "Events per append while preparing. Events of one append share a time, so a size that is not a multiple of --snapshot-every makes times land anywhere between snapshots.")
+    var batch = 937
     @Option(help: "Bytes of data per event.") var eventSize = 64
 
     func run() async throws {
@@ -140,8 +142,9 @@ struct TemporalBenchCommand: AsyncParsableCommand {
         let stream = "temporal-bench-\(UUID().uuidString.prefix(8))"
         print("strata bench temporal: \(ProcessInfo.processInfo.activeProcessorCount) cores; \(events) events in \(stream), a snapshot every \(snapshotEvery)")
         let prepareStart = ContinuousClock.now
-        // One writer, so revisions follow commit order and batches of 1,000 share a time.
-        try await prepareEvents(client, count: events, stream: stream, spread: false, eventSize: eventSize, concurrency: 1)
+        // One writer, so each append is its own commit with its own time.
+        try await prepareEvents(client, count: events, stream: stream, spread: false, eventSize: eventSize, concurrency: 1,
+                                batchSize: batch)
         let appended = (ContinuousClock.now - prepareStart).secondsDouble
         let snapshotStart = ContinuousClock.now
         let revisions = Array(stride(from: UInt64(snapshotEvery - 1), to: UInt64(events), by: snapshotEvery))
