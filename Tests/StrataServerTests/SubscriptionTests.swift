@@ -91,6 +91,32 @@ struct SubscriptionTests {
         #expect(messages.events.map(\.revision) == [0, 1])
     }
 
+    @Test("deleting a followed stream ends its subscription with NOT_FOUND")
+    func deletedStream() async throws {
+        let fixture = try ServerFixture()
+        let client = try await fixture.client()
+        defer { client.close() }
+        _ = try await client.append(to: "doomed", events: events(2))
+        let (live, liveContinuation) = AsyncStream<Void>.makeStream()
+        let subscriber = Task { () -> StrataClient.Error? in
+            do {
+                for try await message in client.subscribe(to: .stream("doomed")) {
+                    if case .caughtUp = message { liveContinuation.yield() }
+                }
+                return nil
+            } catch let error as StrataClient.Error {
+                return error
+            } catch {
+                return nil
+            }
+        }
+        for await _ in live { break }
+        try await client.deleteStream("doomed")
+        let error = await subscriber.value
+        #expect(error?.code == .notFound)
+        #expect(error?.reason == .streamDeleted(stream: "doomed"))
+    }
+
     @Test("from the end: only events committed after the subscription began")
     func fromEnd() async throws {
         let fixture = try ServerFixture()

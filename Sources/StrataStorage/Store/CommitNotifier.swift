@@ -1,6 +1,6 @@
 import Synchronization
 
-/// Tells observers that the log's head moved: the writer calls `notify`
+/// Tells observers that something was committed: the writer calls `notify`
 /// after every commit, with the position of the last committed event.
 /// Observers only learn *that* there is more to read; they read it from the
 /// store themselves, so a notification can never carry an event twice or

@@ -16,7 +16,7 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let dbs: TenantDatabases
     private let tenant: String
     private let indexTail: StreamIndexTail
-    /// Told after each commit that added events (subscriptions wake on it).
+    /// Told after each commit (subscriptions wake on it).
     private let commits: CommitNotifier
     private let maxBatchEvents: Int
     private let flushInterval: Duration
@@ -192,7 +192,6 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// the batch is retried one operation per transaction so that only the
     /// operations that do not fit fail.
     private func commit(_ batch: [PendingWrite]) {
-        let firstPosition = counters.nextPosition
         let commitTime = counters.clock.next()
         var work = WriteBatch(dbs: dbs, indexTail: indexTail, counters: counters, commitTime: commitTime)
         let started = ContinuousClock.now
@@ -250,9 +249,9 @@ final class GroupCommitWriter: @unchecked Sendable {
         for (write, outcome) in zip(batch, work.outcomes) {
             write.complete(outcome)
         }
-        // After the answers: an appender hears of its commit no later than a
-        // subscriber does. (Replays and refusals commit nothing new.)
-        if counters.nextPosition > firstPosition { commits.notify(head: counters.nextPosition - 1) }
+        // After the answers. Every commit wakes subscribers, not only those
+        // that added events: a deletion ends stream subscriptions at once.
+        commits.notify(head: counters.nextPosition - 1)
     }
 }
 
