@@ -112,6 +112,7 @@ public enum CallHeadersDecodingError: Error, Sendable, Equatable, CustomStringCo
     case invalidWireType(UInt8)
     case invalidUTF8
     case invalidFieldNumber
+    case tooDeeplyNested
 
     public var description: String {
         switch self {
@@ -119,7 +120,8 @@ public enum CallHeadersDecodingError: Error, Sendable, Equatable, CustomStringCo
         case .malformedVarint: "a varint is longer than 10 bytes"
         case .invalidWireType(let type): "wire type \(type) is not valid"
         case .invalidUTF8: "a string field is not valid UTF-8"
-        case .invalidFieldNumber: "field number 0"
+        case .invalidFieldNumber: "field number 0 or out of range"
+        case .tooDeeplyNested: "groups nested more than \(ProtoReader.maxGroupDepth) deep"
         }
     }
 }
@@ -155,7 +157,8 @@ struct ProtoReader {
     mutating func tag() throws(CallHeadersDecodingError) -> (field: UInt64, wireType: UInt8) {
         let tag = try varint()
         let wireType = UInt8(tag & 7)
-        guard tag >> 3 != 0 else { throw .invalidFieldNumber }
+        // Field numbers are 29 bits; swift-protobuf refuses larger tags too.
+        guard tag >> 3 != 0, tag < UInt64(UInt32.max) else { throw .invalidFieldNumber }
         return (tag >> 3, wireType)
     }
 
@@ -181,20 +184,25 @@ struct ProtoReader {
         return ProtoReader(buffer, from: range.lowerBound, to: range.upperBound)
     }
 
-    mutating func skip(field: UInt64, wireType: UInt8) throws(CallHeadersDecodingError) {
+    /// Groups nest; the depth is bounded as swift-protobuf bounds it, so a
+    /// hostile payload of nested group starts cannot exhaust the stack.
+    static let maxGroupDepth = 100
+
+    mutating func skip(field: UInt64, wireType: UInt8, depth: Int = 0) throws(CallHeadersDecodingError) {
         switch wireType {
         case 0: _ = try varint()
         case 1: try advance(8)
         case 2: _ = try lengthDelimited()
         case 3:
             // A group: fields up to the END_GROUP of the same field number.
+            guard depth < Self.maxGroupDepth else { throw .tooDeeplyNested }
             while true {
                 let (inner, innerType) = try tag()
                 if innerType == 4 {
                     guard inner == field else { throw .invalidWireType(4) }
                     return
                 }
-                try skip(field: inner, wireType: innerType)
+                try skip(field: inner, wireType: innerType, depth: depth + 1)
             }
         case 5: try advance(4)
         default: throw .invalidWireType(wireType)  // 4 (END_GROUP without a start), 6, 7

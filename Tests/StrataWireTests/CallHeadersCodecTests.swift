@@ -75,6 +75,9 @@ struct CallHeadersCodecTests {
             ("END_GROUP without a start", [0x24], .invalidWireType(4)),
             ("wire type 7", [0x27], .invalidWireType(7)),
             ("an unterminated group", [0x23, 0x08, 0x01], .truncated),
+            ("a tag beyond 32 bits", [0x80, 0x80, 0x80, 0x80, 0x10, 0x00], .invalidFieldNumber),
+            // A stack-exhaustion attempt: a million nested group starts.
+            ("groups nested a million deep", [UInt8](repeating: 0x0B, count: 1_000_000), .tooDeeplyNested),
         ]
         for (name, payload, expected) in refused {
             #expect(throws: expected, "\(name)") { try CallHeadersCodec.decode(payload) }
