@@ -22,6 +22,14 @@ struct SnapshotTests {
             if Int.random(in: 0..<3, using: &rng) == 0 {
                 let revision = UInt64.random(in: 0...result.lastRevision, using: &rng)
                 let payload = Data("{\"step\":\(step),\"revision\":\(revision)}".utf8)
+                let kept = saved[name, default: [:]]
+                if kept[revision] == nil && kept.count >= 3 && revision < kept.keys.sorted().dropLast(2).last! {
+                    // Older than every kept snapshot: refused, nothing changes.
+                    await #expect(throws: StorageError.self) {
+                        _ = try await store.saveSnapshot(of: name, revision: revision, payload: payload)
+                    }
+                    continue
+                }
                 _ = try await store.saveSnapshot(of: name, revision: revision, payload: payload)
                 saved[name, default: [:]][revision] = payload
                 // The store keeps the three highest revisions.
@@ -113,6 +121,29 @@ struct SnapshotTests {
         // History stays readable as of a time.
         let aggregate = try store.loadAggregate("s", at: .time(saved.recordedAt))
         #expect(aggregate.snapshot?.revision == 1 && aggregate.events.isEmpty)
+    }
+
+    @Test("a deleted and re-created stream: its new life ignores old snapshots, its old life still loads as it was")
+    func recreatedStream() async throws {
+        let fixture = try TestStore()
+        let store = fixture.store
+        let before = try await store.append(to: "r", expected: .any, events: events(3))  // revisions 0...2
+        _ = try await store.saveSnapshot(of: "r", revision: 2, payload: Data("{\"life\":1}".utf8))
+        try await store.deleteStream("r")
+        _ = try await store.append(to: "r", expected: .any, events: events(2))  // revisions 3...4, a new life
+        let latest = try store.loadAggregate("r")
+        #expect(latest.snapshot == nil)
+        #expect(latest.events.map(\.revision) == [3, 4])
+        #expect(try store.snapshot(of: "r", atOrBefore: .latest) == nil)
+        let old = try store.loadAggregate("r", at: .time(before.recordedAt))
+        #expect(old.snapshot?.revision == 2 && old.events.isEmpty && old.revision == 2)
+        let older = try store.loadAggregate("r", at: .revision(1))
+        #expect(older.snapshot == nil && older.events.map(\.revision) == [0, 1])
+        await #expect(throws: StorageError.self) {
+            _ = try await store.saveSnapshot(of: "r", revision: 1, payload: Data("{}".utf8))
+        }
+        _ = try await store.saveSnapshot(of: "r", revision: 4, payload: Data("{\"life\":2}".utf8))
+        #expect(try store.loadAggregate("r").snapshot?.revision == 4)
     }
 
     @Test("snapshots survive a reopen")

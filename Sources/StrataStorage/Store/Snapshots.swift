@@ -92,7 +92,9 @@ extension EventStore {
                              payload: Data) async throws -> Snapshot {
         let (record, number) = try prepareSnapshot(of: stream, revision: revision, contentType: contentType, payload: payload)
         let _: WriteOutcome = try await withCheckedThrowingContinuation { continuation in
-            enqueue(.saveSnapshot(record, streamNumber: number, keep: options.snapshotsPerStream)) { continuation.resume(with: $0) }
+            enqueue(.saveSnapshot(record, stream: stream, streamNumber: number, keep: options.snapshotsPerStream)) {
+                continuation.resume(with: $0)
+            }
         }
         // Read back for the commit time it was saved at.
         return try snapshot(of: stream, atOrBefore: .revision(revision)) ?? record.snapshot(of: stream)
@@ -117,6 +119,10 @@ extension EventStore {
                 throw StorageError.streamNotFound(stream: stream)
             }
             if record.isDeleted { throw StorageError.streamDeleted(stream: stream) }
+            guard revision >= record.firstVisibleRevision else {
+                throw StorageError.invalidSnapshot(stream: stream,
+                                                   reason: "revision \(revision) precedes the stream's re-creation at revision \(record.firstVisibleRevision)")
+            }
             guard revision < record.nextRevision else {
                 throw StorageError.invalidSnapshot(stream: stream,
                                                    reason: "revision \(revision) is beyond the stream's last revision \(record.nextRevision - 1)")
@@ -138,17 +144,28 @@ extension EventStore {
                 throw StorageError.streamNotFound(stream: stream)
             }
             guard let limit = try revision(of: record, at: point, in: txn, view: view) else { return nil }
-            return try newestSnapshot(ofStream: record.number, atOrBefore: limit, in: txn)?.snapshot(of: stream)
+            return try newestSnapshot(ofStream: record.number, atOrBefore: limit, notBefore: Self.firstRevision(of: record, asOf: limit),
+                                      in: txn)?.snapshot(of: stream)
         }
     }
 
-    /// The snapshot with the highest revision ≤ `revision`.
-    func newestSnapshot(ofStream number: UInt64, atOrBefore revision: UInt64,
+    /// The first revision of the stream's life that `revision` belongs to.
+    /// A deleted then re-created stream starts its new life at
+    /// `firstVisibleRevision`; revisions before it belong to an earlier life,
+    /// which (the record keeping only the latest re-creation) starts at 0.
+    static func firstRevision(of record: StreamRecord, asOf revision: UInt64) -> UInt64 {
+        revision >= record.firstVisibleRevision ? record.firstVisibleRevision : 0
+    }
+
+    /// The snapshot with the highest revision in `notBefore ... revision`:
+    /// one of an earlier life of the stream does not describe this one.
+    func newestSnapshot(ofStream number: UInt64, atOrBefore revision: UInt64, notBefore first: UInt64 = 0,
                         in txn: borrowing ReadTransaction) throws -> SnapshotRecord? {
         try txn.withCursor(dbs.snapshots) { cursor in
             guard let entry = try Keys.withStreamRevision(number, revision, { try cursor.seek(atOrBefore: $0) }),
                   entry.key.count == 16, Keys.decodeUInt64BE(entry.key) == number else { return nil }
             let stored = Keys.decodeUInt64BE(entry.key, at: 8)
+            guard stored >= first else { return nil }
             guard let record = SnapshotRecord(revision: stored, stored: entry.value) else {
                 throw StorageError.corrupt(path: path, detail: "undecodable snapshot of stream \(number) at revision \(stored)")
             }
@@ -200,9 +217,10 @@ extension EventStore {
             if let from {
                 revision = from
             } else {
-                let found = try newestSnapshot(ofStream: record.number, atOrBefore: target, in: txn)
+                let first = Self.firstRevision(of: record, asOf: target)
+                let found = try newestSnapshot(ofStream: record.number, atOrBefore: target, notBefore: first, in: txn)
                 snapshot = found?.snapshot(of: stream)
-                revision = found.map { $0.revision + 1 } ?? record.firstVisibleRevision
+                revision = found.map { $0.revision + 1 } ?? first
             }
             var events: [RecordedEvent] = []
             while revision <= target && events.count < maxEvents {

@@ -60,8 +60,8 @@ struct WriteBatch {
                 case let .delete(stream, expected):
                     try delete(stream, expected: expected, in: txn)
                     outcomes.append(.success(.deleted))
-                case let .saveSnapshot(record, streamNumber, keep):
-                    try saveSnapshot(record, streamNumber: streamNumber, keep: keep, in: txn)
+                case let .saveSnapshot(record, stream, streamNumber, keep):
+                    try saveSnapshot(record, stream: stream, streamNumber: streamNumber, keep: keep, in: txn)
                     outcomes.append(.success(.snapshotSaved))
                 }
             } catch let error as StorageError {
@@ -252,24 +252,37 @@ struct WriteBatch {
 
     // MARK: - Snapshots
 
-    private func saveSnapshot(_ record: SnapshotRecord, streamNumber: UInt64, keep: Int,
+    private func saveSnapshot(_ record: SnapshotRecord, stream: String, streamNumber: UInt64, keep: Int,
                               in txn: borrowing WriteTransaction) throws {
+        // Checked again here: the stream may have been deleted since the
+        // snapshot was prepared.
+        guard let current = try loadStream(stream, in: txn), current.number == streamNumber else {
+            throw StorageError.streamNotFound(stream: stream)
+        }
+        if current.isDeleted { throw StorageError.streamDeleted(stream: stream) }
+        // This stream's snapshot revisions, oldest first.
+        var revisions: [UInt64] = []
+        try txn.withCursor(dbs.snapshots) { cursor in
+            var entry = try Keys.withStreamRevision(streamNumber, 0) { try cursor.seek(atOrAfter: $0) }
+            while let found = entry, found.key.count == 16, Keys.decodeUInt64BE(found.key) == streamNumber {
+                revisions.append(Keys.decodeUInt64BE(found.key, at: 8))
+                entry = try cursor.next()
+            }
+        }
+        let keep = max(1, keep)
+        if !revisions.contains(record.revision) && revisions.count >= keep && record.revision < revisions[revisions.count - keep] {
+            // It would be pruned at once: say so rather than report it saved.
+            throw StorageError.invalidSnapshot(stream: stream, reason: "revision \(record.revision) is older than the \(keep) snapshot(s) kept (lowest kept: revision \(revisions[revisions.count - keep]))")
+        }
         var stored = record
         stored.savedAt = commitTime
         let value = stored.encoded
         try Keys.withStreamRevision(streamNumber, record.revision) { key in
             try value.withUnsafeBytes { try txn.put(dbs.snapshots, key: key, value: $0) }
         }
-        // Keep the newest `keep`: collect this stream's keys oldest first.
-        var revisions: [UInt64] = []
-        try txn.withCursor(dbs.snapshots) { cursor in
-            var entry = try Keys.withStreamRevision(streamNumber, 0) { try cursor.seek(atOrAfter: $0) }
-            while let current = entry, current.key.count == 16, Keys.decodeUInt64BE(current.key) == streamNumber {
-                revisions.append(Keys.decodeUInt64BE(current.key, at: 8))
-                entry = try cursor.next()
-            }
-        }
-        for revision in revisions.dropLast(max(1, keep)) {
+        if !revisions.contains(record.revision) { revisions.append(record.revision) }
+        revisions.sort()
+        for revision in revisions.dropLast(keep) {
             _ = try Keys.withStreamRevision(streamNumber, revision) { try txn.delete(dbs.snapshots, key: $0) }
         }
     }

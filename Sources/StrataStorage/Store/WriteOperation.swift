@@ -5,7 +5,7 @@ enum WriteOperation: Sendable {
     /// Soft-deletes a stream.
     case delete(stream: String, expected: ExpectedRevision)
     /// Stores a snapshot and drops the stream's oldest beyond `keep`.
-    case saveSnapshot(SnapshotRecord, streamNumber: UInt64, keep: Int)
+    case saveSnapshot(SnapshotRecord, stream: String, streamNumber: UInt64, keep: Int)
 
     var eventCount: Int {
         switch self {
