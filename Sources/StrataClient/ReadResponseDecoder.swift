@@ -45,6 +45,8 @@ enum ReadResponseDecoder {
     struct SubscriptionPage {
         var events: [StrataClient.RecordedEvent] = []
         var caughtUp: UInt64?
+        /// Stream subscriptions: the next revision at the caught-up point.
+        var caughtUpNextRevision: UInt64 = 0
         var checkpoint: UInt64?
     }
 
@@ -57,8 +59,11 @@ enum ReadResponseDecoder {
                     let (field, wireType) = try reader.tag()
                     switch (field, wireType) {
                     case (1, 2): page.events.append(try event(try reader.lengthDelimited()))
-                    case (2, 2): page.caughtUp = try position(try reader.lengthDelimited())
-                    case (3, 2): page.checkpoint = try position(try reader.lengthDelimited())
+                    case (2, 2):
+                        let (position, nextRevision) = try positionMessage(try reader.lengthDelimited())
+                        page.caughtUp = position
+                        page.caughtUpNextRevision = nextRevision
+                    case (3, 2): page.checkpoint = try positionMessage(try reader.lengthDelimited()).position
                     case (1...3, _): throw Malformed()
                     default: try reader.skip(wireType)
                     }
@@ -70,18 +75,20 @@ enum ReadResponseDecoder {
         }
     }
 
-    private static func position(_ buffer: UnsafeRawBufferPointer) throws(Malformed) -> UInt64 {
+    /// `{ uint64 position = 1; uint64 next_revision = 2; }` (checkpoints have only the first).
+    private static func positionMessage(_ buffer: UnsafeRawBufferPointer) throws(Malformed) -> (position: UInt64, nextRevision: UInt64) {
         var reader = Reader(buffer: buffer)
-        var position: UInt64 = 0
+        var position: UInt64 = 0, nextRevision: UInt64 = 0
         while !reader.atEnd {
             let (field, wireType) = try reader.tag()
             switch (field, wireType) {
             case (1, 0): position = try reader.varint()
-            case (1, _): throw Malformed()
+            case (2, 0): nextRevision = try reader.varint()
+            case (1...2, _): throw Malformed()
             default: try reader.skip(wireType)
             }
         }
-        return position
+        return (position, nextRevision)
     }
 
     private static func event(_ buffer: UnsafeRawBufferPointer) throws(Malformed) -> StrataClient.RecordedEvent {

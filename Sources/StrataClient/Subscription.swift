@@ -98,6 +98,8 @@ public struct Subscription: AsyncSequence, Sendable {
         private var pendingEvents: [StrataClient.RecordedEvent] = []
         private var pendingIndex = 0
         private var pendingMarkers: [StrataClient.SubscriptionMessage] = []
+        /// The stream's next revision carried by the pending caught-up marker.
+        private var caughtUpNextRevision: UInt64 = 0
         private var failed = false
         /// Stream subscriptions resume by revision, the others by position.
         private var isStream: Bool {
@@ -155,7 +157,21 @@ public struct Subscription: AsyncSequence, Sendable {
                 return .event(event)
             }
             let marker = pendingMarkers.removeFirst()
-            if case .checkpoint(let position) = marker { resumeFrom = .afterPosition(position) }
+            switch marker {
+            case .checkpoint(let position):
+                resumeFrom = .afterPosition(position)
+            case .caughtUp(let position):
+                // Everything up to here was delivered: a reconnect resumes
+                // after it (a subscription started at the end would otherwise
+                // start at the end again and lose what came in between).
+                if isStream {
+                    resumeFrom = caughtUpNextRevision == 0 ? .start : .afterRevision(caughtUpNextRevision - 1)
+                } else {
+                    resumeFrom = .afterPosition(position)
+                }
+            case .event:
+                break
+            }
             return marker
         }
 
@@ -196,7 +212,10 @@ public struct Subscription: AsyncSequence, Sendable {
                 }
                 let page = try ReadResponseDecoder.decodeSubscription(message)
                 pendingEvents = page.events
-                if let position = page.caughtUp { pendingMarkers.append(.caughtUp(position: position)) }
+                if let position = page.caughtUp {
+                    pendingMarkers.append(.caughtUp(position: position))
+                    caughtUpNextRevision = page.caughtUpNextRevision
+                }
                 if let position = page.checkpoint { pendingMarkers.append(.checkpoint(position: position)) }
             }
         }

@@ -527,8 +527,13 @@ public nonisolated struct Strata_V1_SubscriptionCaughtUp: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The log's head position when the subscription caught up.
+  /// The log's head position when the subscription caught up: every event at
+  /// or before it that the subscription selects has been delivered.
   public var position: UInt64 = 0
+
+  /// Stream subscriptions: the revision the stream's next event will have
+  /// (resume after next_revision - 1, or from the start when 0).
+  public var nextRevision: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1662,7 +1667,7 @@ nonisolated extension Strata_V1_SubscribeResponse: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Strata_V1_SubscriptionCaughtUp: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubscriptionCaughtUp"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}position\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}position\0\u{3}next_revision\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1671,6 +1676,7 @@ nonisolated extension Strata_V1_SubscriptionCaughtUp: SwiftProtobuf.Message, Swi
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.position) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.nextRevision) }()
       default: break
       }
     }
@@ -1680,11 +1686,15 @@ nonisolated extension Strata_V1_SubscriptionCaughtUp: SwiftProtobuf.Message, Swi
     if self.position != 0 {
       try visitor.visitSingularUInt64Field(value: self.position, fieldNumber: 1)
     }
+    if self.nextRevision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.nextRevision, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Strata_V1_SubscriptionCaughtUp, rhs: Strata_V1_SubscriptionCaughtUp) -> Bool {
     if lhs.position != rhs.position {return false}
+    if lhs.nextRevision != rhs.nextRevision {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

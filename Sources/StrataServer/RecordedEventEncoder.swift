@@ -34,9 +34,12 @@ enum RecordedEventEncoder {
         out.append(0x01)
     }
 
-    /// Appends SubscribeResponse.caught_up (field 2) = { position }.
-    static func appendCaughtUp(_ position: UInt64, to out: inout [UInt8]) {
-        appendPositionMessage(field: 2, position, to: &out)
+    /// Appends SubscribeResponse.caught_up (field 2) = { position, next_revision }.
+    static func appendCaughtUp(_ position: UInt64, nextRevision: UInt64 = 0, to out: inout [UInt8]) {
+        out.append(2 << 3 | 2)
+        appendVarint(UInt64(varintFieldSize(position) + varintFieldSize(nextRevision)), to: &out)
+        appendVarintField(1, position, to: &out)
+        appendVarintField(2, nextRevision, to: &out)
     }
 
     /// Appends SubscribeResponse.checkpoint (field 3) = { position }.

@@ -99,6 +99,12 @@ final class SubscriptionSource: ServerStreamSource {
         }
     }
 
+    /// For a stream subscription, the revision of the next event (0 otherwise).
+    private var streamNextRevision: UInt64 {
+        if case .stream = target { return cursor }
+        return 0
+    }
+
     private var resumePoint: String {
         switch target {
         case .stream: cursor == 0 ? "the start" : "revision \(cursor - 1)"
@@ -134,7 +140,7 @@ final class SubscriptionSource: ServerStreamSource {
                     var message: [UInt8] = []
                     if reachedHead && !caughtUp {
                         caughtUp = true
-                        RecordedEventEncoder.appendCaughtUp(headAtRead, to: &message)
+                        RecordedEventEncoder.appendCaughtUp(headAtRead, nextRevision: streamNextRevision, to: &message)
                     } else if skippedSinceReport >= checkpointInterval, case .all = target {
                         skippedSinceReport = 0
                         RecordedEventEncoder.appendCheckpoint(cursor - 1, to: &message)
@@ -164,7 +170,7 @@ final class SubscriptionSource: ServerStreamSource {
             }
             if bufferedIndex == buffered.count && bufferedReachedHead && !caughtUp {
                 caughtUp = true
-                RecordedEventEncoder.appendCaughtUp(headAtRead, to: &message)
+                RecordedEventEncoder.appendCaughtUp(headAtRead, nextRevision: streamNextRevision, to: &message)
             } else if bufferedIndex == buffered.count && skippedSinceReport >= checkpointInterval, case .all = target {
                 // The page ended in a long skipped stretch: report progress past it.
                 skippedSinceReport = 0
@@ -203,10 +209,12 @@ final class SubscriptionSource: ServerStreamSource {
                 bufferedReachedHead = slice.nextPosition == nil
                 return bufferedReachedHead
             case .stream(let name):
+                // The head first: the stream read that follows sees at least
+                // everything up to it, so "caught up at head" stays true.
+                headAtRead = try lease.store.headPosition()
                 let slice = try lease.store.readStream(name, from: .revision(cursor), direction: .forwards, maxCount: pageSize)
                 if let last = slice.events.last { cursor = last.revision + 1 }
                 buffered = slice.events
-                headAtRead = try lease.store.headPosition()
                 bufferedReachedHead = slice.nextRevision == nil
                 return bufferedReachedHead
             }

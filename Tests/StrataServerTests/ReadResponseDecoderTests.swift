@@ -72,11 +72,12 @@ struct ReadResponseDecoderTests {
         var reference = Strata_V1_SubscribeResponse()
         reference.events = Self.sample().events
         reference.caughtUp.position = 300
+        reference.caughtUp.nextRevision = 17
         reference.checkpoint.position = 1 << 33
         let bytes: [UInt8] = try reference.serializedBytes()
         let page = try ReadResponseDecoder.decodeSubscription(bytes)
         #expect(page.events == reference.events.map(StrataClient.RecordedEvent.init))
-        #expect(page.caughtUp == 300)
+        #expect(page.caughtUp == 300 && page.caughtUpNextRevision == 17)
         #expect(page.checkpoint == 1 << 33)
         var markerOnly = Strata_V1_SubscribeResponse()
         markerOnly.caughtUp = Strata_V1_SubscriptionCaughtUp()  // position 0: an empty nested message

@@ -41,11 +41,15 @@ struct RecordedEventEncoderTests {
 
     @Test("SubscribeResponse markers are the bytes swift-protobuf writes", arguments: [UInt64(0), 1, 127, 128, 1 << 40, UInt64.max])
     func subscriptionMarkers(position: UInt64) throws {
-        var caughtUp: [UInt8] = []
-        RecordedEventEncoder.appendCaughtUp(position, to: &caughtUp)
-        var reference = Strata_V1_SubscribeResponse()
-        reference.caughtUp.position = position
-        #expect(caughtUp == (try reference.serializedBytes()))
+        for nextRevision in [UInt64(0), 1, 300, position] {
+            var caughtUp: [UInt8] = []
+            RecordedEventEncoder.appendCaughtUp(position, nextRevision: nextRevision, to: &caughtUp)
+            var reference = Strata_V1_SubscribeResponse()
+            reference.caughtUp.position = position
+            reference.caughtUp.nextRevision = nextRevision
+            #expect(caughtUp == (try reference.serializedBytes()))
+        }
+        var reference: Strata_V1_SubscribeResponse
 
         var checkpoint: [UInt8] = []
         RecordedEventEncoder.appendCheckpoint(position, to: &checkpoint)

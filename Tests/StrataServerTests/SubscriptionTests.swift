@@ -239,7 +239,25 @@ struct SubscriptionTests {
             }
             return delivered
         }
+        // A stream subscriber that started at the end: after the restart it
+        // must resume after what it had seen, not at the new end.
+        let (streamLive, streamLiveContinuation) = AsyncStream<Void>.makeStream()
+        let fromEnd = Task {
+            var revisions: [UInt64] = []
+            for try await message in client.subscribe(to: .stream("r"), from: .end,
+                                                      reconnect: .init(maxAttempts: 100, initialDelay: .milliseconds(20), maxDelay: .milliseconds(100))) {
+                switch message {
+                case .caughtUp: streamLiveContinuation.yield()
+                case .event(let event):
+                    revisions.append(event.revision)
+                    if revisions.count == 10 { return revisions }
+                case .checkpoint: break
+                }
+            }
+            return revisions
+        }
         for await count in seen where count == 10 { break }
+        for await _ in streamLive { break }
         first.stop()
         let second = try ServerFixture(directory: directory, port: port)
         let writer = try await second.client()
@@ -247,6 +265,7 @@ struct SubscriptionTests {
         _ = try await writer.append(to: "r", events: events(10))
         let delivered = try await subscriber.value
         #expect(delivered.map(\.position) == Array(1...20))
+        #expect(try await fromEnd.value == Array(10...19))
         withExtendedLifetime(second) {}
     }
 
