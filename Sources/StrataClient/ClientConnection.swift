@@ -148,6 +148,8 @@ final class ClientConnection: @unchecked Sendable {
     }
     private let state = Mutex(State())
     let maxFrameSize: UInt32
+    /// Signalled once the server's SETTINGS arrived, or the connection failed.
+    private let handshakeDone = DispatchSemaphore(value: 0)
 
     private init(fd: Int32, maxFrameSize: UInt32) {
         self.fd = fd
@@ -155,7 +157,8 @@ final class ClientConnection: @unchecked Sendable {
     }
 
     /// Connects, sends the preface and SETTINGS, and starts the reader.
-    static func connect(host: String, port: UInt16, maxFrameSize: UInt32 = ProtocolDefaults.maxFrameSize) throws(RPCError) -> ClientConnection {
+    static func connect(host: String, port: UInt16, maxFrameSize: UInt32 = ProtocolDefaults.maxFrameSize,
+                        handshakeTimeout: Duration = .seconds(10)) throws(RPCError) -> ClientConnection {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -181,6 +184,15 @@ final class ClientConnection: @unchecked Sendable {
                     let thread = Thread { connection.readLoop() }
                     thread.name = "strata-client-reader"
                     thread.start()
+                    // Calls are opened only once the server's SETTINGS are
+                    // known: its initial window decides when to grant credit.
+                    let (seconds, attoseconds) = handshakeTimeout.components
+                    let wait = Double(seconds) + Double(attoseconds) / 1e18
+                    if connection.handshakeDone.wait(timeout: .now() + wait) == .timedOut {
+                        connection.close()
+                        throw RPCError(.unavailable, "\(host):\(port) sent no SETTINGS within \(handshakeTimeout)")
+                    }
+                    if let failure = connection.state.withLock({ $0.failure }) { throw failure }
                     return connection
                 }
                 lastError = errno
@@ -375,6 +387,7 @@ final class ClientConnection: @unchecked Sendable {
         }
         for call in calls { call.finished(.failure(error)) }
         for waiter in waiters { waiter.resume() }  // they fail in `open`
+        handshakeDone.signal()  // a connect still waiting sees the failure
     }
 
     // MARK: - Reader thread
@@ -450,6 +463,7 @@ final class ClientConnection: @unchecked Sendable {
                     for waiter in ready { waiter.resume() }
                 }
                 try? write(Frame(type: .settings, flags: .ack).encoded)
+                handshakeDone.signal()
             }
         case .message:
             do {
