@@ -220,10 +220,19 @@ struct SubscriptionTests {
 
     @Test("a subscription resumes after the server restarts, with no gap and no repeat")
     func resumeAfterRestart() async throws {
-        let first = try ServerFixture { $0.shutdownGracePeriod = .seconds(5) }
-        let directory = first.directory, port = first.port
+        // A fixed port below the kernel's ephemeral range (32768–60999): the
+        // restarted server needs the same port, and a port from that range
+        // could be handed to another test's listener in between (and the
+        // reconnecting client would then talk to it).
+        var first: ServerFixture?
+        for _ in 0..<20 where first == nil {
+            let candidate = UInt16.random(in: 20_000...29_999)
+            first = try? ServerFixture(port: candidate) { $0.shutdownGracePeriod = .seconds(5) }
+        }
+        let firstServer = try #require(first)
+        let directory = firstServer.directory, port = firstServer.port
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let client = try await first.client()
+        let client = try await firstServer.client()
         defer { client.close() }
         _ = try await client.append(to: "r", events: events(10))
         let (seen, seenContinuation) = AsyncStream<Int>.makeStream()
@@ -258,7 +267,7 @@ struct SubscriptionTests {
         }
         for await count in seen where count == 10 { break }
         for await _ in streamLive { break }
-        first.stop()
+        firstServer.stop()
         let second = try ServerFixture(directory: directory, port: port)
         let writer = try await second.client()
         defer { writer.close() }
