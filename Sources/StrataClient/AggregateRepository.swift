@@ -104,8 +104,11 @@ public struct AggregateRepository<State: Codable & Sendable>: Sendable {
                 state = try apply(state, recorded)
             }
             let sinceSnapshot = result.lastRevision + 1 - (loaded.snapshotRevision.map { $0 + 1 } ?? 0)
-            if snapshotEvery > 0 && sinceSnapshot >= snapshotEvery {
-                _ = try await client.saveSnapshot(of: stream, revision: result.lastRevision, payload: try JSONEncoder().encode(state))
+            if snapshotEvery > 0 && sinceSnapshot >= snapshotEvery, let payload = try? JSONEncoder().encode(state) {
+                // Best effort: the append is committed, so a failed snapshot
+                // must not look like a failed update (a caller retrying it
+                // would apply its decision twice). The next update tries again.
+                _ = try? await client.saveSnapshot(of: stream, revision: result.lastRevision, payload: payload)
             }
             return (state, result)
         }

@@ -133,7 +133,9 @@ public final class StrataClient: Sendable {
     public func streamInfo(_ stream: String, asOf: Int64? = nil, timeout: Duration? = nil) async throws(StrataClient.Error) -> StreamInfo {
         var request = Strata_V1_GetStreamInfoRequest()
         request.stream = stream
-        request.asOf = asOf ?? 0
+        // 0 on the wire means "now"; the epoch itself (no events can be that
+        // old) is sent as -1 so it keeps its meaning.
+        request.asOf = asOf.map { $0 == 0 ? -1 : $0 } ?? 0
         let r: Strata_V1_GetStreamInfoResponse = try await unary(StreamsMethod.getStreamInfo, request, timeout: timeout)
         return StreamInfo(stream: r.stream, lastRevision: r.lastRevision, firstVisibleRevision: r.firstVisibleRevision,
                           isDeleted: r.deleted, createdAt: r.createdAt, lastRecordedAt: r.lastRecordedAt,

@@ -125,12 +125,7 @@ final class Connection: @unchecked Sendable {
             goAway.code = StatusCode.ok.rawValue
             goAway.reason = "server shutting down"
             send(.goAway, payload: goAway)
-            // Subscriptions never finish by themselves: end them now so the
-            // client resumes elsewhere instead of the shutdown waiting its
-            // whole grace period.
-            for call in calls.values.sorted(by: { $0.id < $1.id }) where call.source?.endsOnItsOwn == false {
-                finish(call.id, RPCError(.unavailable, "the server is shutting down; resubscribe after the last event you received"))
-            }
+            endOpenEndedCalls(RPCError(.unavailable, "the server is shutting down; resubscribe after the last event you received"))
             if calls.isEmpty { closeAfterFlush() }
         }
     }
@@ -199,6 +194,7 @@ final class Connection: @unchecked Sendable {
         case .ping: handlePing(frame)
         case .goAway:
             goingAway = true
+            endOpenEndedCalls(RPCError(.cancelled, "the client sent GOAWAY"))
             if calls.isEmpty { closeAfterFlush() }
         case .trailers:
             break  // refused by FrameRules
@@ -411,6 +407,15 @@ final class Connection: @unchecked Sendable {
             env.log("call \(callID) \(call.context.method) tenant=\(call.context.tenant) request-id=\(call.context.requestID ?? "-") failed: \(error)")
         }
         afterCallEnded()
+    }
+
+    /// Subscriptions never finish by themselves: when the connection is
+    /// going away they are ended at once, so it can close instead of waiting
+    /// for them (the client resumes elsewhere after its last event).
+    private func endOpenEndedCalls(_ error: RPCError) {
+        for call in calls.values.sorted(by: { $0.id < $1.id }) where call.source?.endsOnItsOwn == false {
+            finish(call.id, error)
+        }
     }
 
     private func afterCallEnded() {

@@ -117,7 +117,19 @@ public struct StrataConfiguration: Sendable {
         for (key, value) in overrides.sorted(by: { $0.key < $1.key }) {
             try apply(key, value, to: &configuration)
         }
+        try checkTogether(configuration)
         return configuration
+    }
+
+    /// Limits that must agree: a response carrying a snapshot and one event
+    /// (an aggregate's first message) must fit in one frame.
+    private static func checkTogether(_ c: StrataConfiguration) throws(ConfigurationError) {
+        let limits = c.storage.store.limits
+        let needed = limits.maxSnapshotBytes + limits.maxEventBytes + 64 * 1024
+        guard needed <= Int(c.server.maxFrameSize) else {
+            throw ConfigurationError(key: "limits.max_snapshot_bytes",
+                                     message: "max_snapshot_bytes (\(limits.maxSnapshotBytes)) plus max_event_bytes (\(limits.maxEventBytes)) plus 64 KiB must fit in server.max_frame_size (\(c.server.maxFrameSize))")
+        }
     }
 
     /// `STRATA_SERVER_MAX_CONNECTIONS` → `server.max_connections`.

@@ -21,6 +21,7 @@ extension StreamsService {
         let limit = request.maxCount == 0 ? UInt64.max : request.maxCount
         let lease = try lease(context)
         let store = lease.store
+        let pageSize = readPageSize
         if request.stream == "$all" {
             let positions: (low: UInt64, high: UInt64)
             do {
@@ -35,7 +36,10 @@ extension StreamsService {
             return PagedReadSource(lease: lease, limit: limit, eventsPerMessage: readPageSize, byteBudget: byteBudget) { count throws(RPCError) in
                 guard let from = next else { return ([], true) }
                 do {
-                    let slice = try store.readAll(positions: from ... positions.high, maxCount: count, filter: filter)
+                    // Bounded scans, as in plain $all reads: a filter that matches
+                    // little must not walk the whole range in one transaction.
+                    let slice = try store.readAll(positions: from ... positions.high, maxCount: count, filter: filter,
+                                                  scanLimit: pageSize * 16)
                     next = slice.nextPosition
                     return (slice.events, next == nil)
                 } catch {

@@ -108,7 +108,13 @@ func parseTime(_ text: String, option: String) throws -> Int64 {
     guard let date else {
         throw InputError("\(option): '\(text)' is not a time (ISO 8601 such as 2026-03-15T12:00:00Z, 'now', or nanoseconds since 1970)")
     }
-    return Int64(date.timeIntervalSince1970.rounded()) * 1_000_000_000 + fractionNanos
+    let seconds = date.timeIntervalSince1970.rounded()
+    guard abs(seconds) < 9_000_000_000 else { throw InputError("\(option): '\(text)' is out of range (years 1677–2262)") }
+    let (nanoseconds, overflow) = Int64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+    guard !overflow, nanoseconds <= Int64.max - fractionNanos else {
+        throw InputError("\(option): '\(text)' is out of range (years 1677–2262)")
+    }
+    return nanoseconds + fractionNanos
 }
 
 func printJSON(_ object: [String: Any]) {

@@ -256,6 +256,10 @@ struct CLITests {
         #expect(before.status != 0 && before.stderr.hasPrefix("strata: NOT_FOUND"))
         let badTime = try strata(["at", "order-1", "yesterday"] + connection)
         #expect(badTime.status != 0 && badTime.stderr.contains("is not a time"))
+        let farFuture = try strata(["at", "order-1", "3000-01-01T00:00:00Z"] + connection)
+        #expect(farFuture.status != 0 && farFuture.stderr.contains("out of range"), "\(farFuture.stderr)")
+        let epoch = try strata(["at", "order-1", "0"] + connection)  // 1970, not "now"
+        #expect(epoch.status != 0 && epoch.stderr.hasPrefix("strata: NOT_FOUND"), "\(epoch.stdout)")
 
         // between: everything from 1970 to now, and nothing in an empty range.
         let all = try strata(["between", "$all", "1970-01-01T00:00:00Z", "now"] + connection)

@@ -36,7 +36,9 @@ final class FakeServer: Sendable {
         port = UInt16(bigEndian: address.sin_port)
         let outcome = self.outcome
         Thread {
-            let connection = RawConnection(acceptedFD: accept(listener, nil, nil))
+            var fd = accept(listener, nil, nil)
+            while fd < 0 && errno == EINTR { fd = accept(listener, nil, nil) }  // a signal is not a failure
+            let connection = RawConnection(acceptedFD: fd)
             outcome.frames = (try? script(connection)) ?? []
             outcome.done.signal()
         }.start()

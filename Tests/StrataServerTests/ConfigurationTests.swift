@@ -70,6 +70,7 @@ struct ConfigurationTests {
         ("development:\n  tenant: Not Valid\n", "development.tenant"),
         ("subscription:\n  max_lag_seconds: -3\n", "subscription.max_lag_seconds"),
         ("subscription:\n  checkpoint_interval: 0\n", "subscription.checkpoint_interval"),
+        ("limits:\n  max_snapshot_bytes: 4194304\n", "limits.max_snapshot_bytes"),
         ("server: 3\n", "server"),
     ])
     func badFile(yaml: String, key: String) {

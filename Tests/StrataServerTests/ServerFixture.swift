@@ -106,9 +106,20 @@ final class RawConnection {
         while true {
             if let frame = try decoder.next() { return frame }
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            // EINTR: a signal (SIGCHLD from the CLI tests' child processes)
+            // interrupted the wait; that is not the peer closing.
+            if count < 0 && errno == EINTR { continue }
             if count <= 0 { return nil }
             decoder.append(buffer[0 ..< count])
         }
+    }
+
+    /// The first frame matching `accept`, skipping others (nil on close).
+    func readFrame(where accept: (Frame) -> Bool) throws -> Frame? {
+        while let frame = try readFrame() {
+            if accept(frame) { return frame }
+        }
+        return nil
     }
 
     /// Frames until one for `callID` of `type` (skipping SETTINGS ACKs etc).

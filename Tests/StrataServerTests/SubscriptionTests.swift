@@ -117,6 +117,24 @@ struct SubscriptionTests {
         #expect(error?.reason == .streamDeleted(stream: "doomed"))
     }
 
+    @Test("a client's GOAWAY ends its subscriptions (CANCELLED) and the connection closes instead of waiting for them")
+    func clientGoAway() throws {
+        let fixture = try ServerFixture()
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        var request = Strata_V1_SubscribeRequest()
+        request.all = Strata_V1_Empty()
+        try raw.openCall(1, method: StreamsMethod.subscribe, request: request)
+        let first = try #require(try raw.readFrame(where: { $0.type == .message && $0.callID == 1 }))
+        #expect(try Strata_V1_SubscribeResponse(serializedBytes: first.payload).hasCaughtUp)
+        try raw.send(.goAway, Strata_V1_GoAway())
+        let frames = try raw.read(until: .trailers, callID: 1)
+        #expect(try trailers(frames)?.code == StatusCode.cancelled.rawValue)
+        let started = ContinuousClock.now
+        #expect(try raw.readFrame() == nil)  // closed, not left waiting
+        #expect(ContinuousClock.now - started < .seconds(4))
+    }
+
     @Test("from the end: only events committed after the subscription began")
     func fromEnd() async throws {
         let fixture = try ServerFixture()

@@ -47,12 +47,13 @@ extension EventStore {
     }
 
     /// `$all` between two positions (inclusive).
+    /// At most `scanLimit` stored events are examined; `nextPosition` continues.
     public func readAll(positions: ClosedRange<UInt64>, maxCount: Int = 1000,
-                        filter: EventFilter = .none) throws(StorageError) -> AllSlice {
+                        filter: EventFilter = .none, scanLimit: Int = .max) throws(StorageError) -> AllSlice {
         let span = positions.upperBound - positions.lowerBound + 1
         let slice = try readAll(from: .position(positions.lowerBound), direction: .forwards,
                                 maxCount: maxCount, filter: filter,
-                                scanLimit: span > UInt64(Int.max) ? .max : Int(span))
+                                scanLimit: min(scanLimit, span > UInt64(Int.max) ? .max : Int(span)))
         let next = slice.nextPosition.flatMap { $0 <= positions.upperBound ? $0 : nil }
         return AllSlice(events: slice.events, nextPosition: next, headPosition: slice.headPosition)
     }
