@@ -25,10 +25,11 @@ enum ReadResponseDecoder {
             return try bytes.withUnsafeBytes { buffer throws(Malformed) in
                 var reader = Reader(buffer: buffer)
                 var page = Page()
+                var names = NameCache()
                 while !reader.atEnd {
                     let (field, wireType) = try reader.tag()
                     switch (field, wireType) {
-                    case (1, 2): page.events.append(try event(try reader.lengthDelimited()))
+                    case (1, 2): page.events.append(try event(try reader.lengthDelimited(), names: &names))
                     case (2, 0): page.endOfStream = try reader.varint() != 0
                     default: try reader.skip(wireType)
                     }
@@ -55,10 +56,11 @@ enum ReadResponseDecoder {
             return try bytes.withUnsafeBytes { buffer throws(Malformed) in
                 var reader = Reader(buffer: buffer)
                 var page = SubscriptionPage()
+                var names = NameCache()
                 while !reader.atEnd {
                     let (field, wireType) = try reader.tag()
                     switch (field, wireType) {
-                    case (1, 2): page.events.append(try event(try reader.lengthDelimited()))
+                    case (1, 2): page.events.append(try event(try reader.lengthDelimited(), names: &names))
                     case (2, 2):
                         let (position, nextRevision) = try positionMessage(try reader.lengthDelimited())
                         page.caughtUp = position
@@ -91,7 +93,7 @@ enum ReadResponseDecoder {
         return (position, nextRevision)
     }
 
-    private static func event(_ buffer: UnsafeRawBufferPointer) throws(Malformed) -> StrataClient.RecordedEvent {
+    private static func event(_ buffer: UnsafeRawBufferPointer, names: inout NameCache) throws(Malformed) -> StrataClient.RecordedEvent {
         var reader = Reader(buffer: buffer)
         var id = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
         var stream = "", type = "", contentType = ""
@@ -104,11 +106,11 @@ enum ReadResponseDecoder {
             case (1, 2):
                 let bytes = try reader.lengthDelimited()
                 if bytes.count == 16 { id = UUID(uuid: bytes.loadUnaligned(as: uuid_t.self)) }
-            case (2, 2): stream = try string(try reader.lengthDelimited())
+            case (2, 2): stream = try names.string(try reader.lengthDelimited())
             case (3, 0): revision = try reader.varint()
             case (4, 0): position = try reader.varint()
-            case (5, 2): type = try string(try reader.lengthDelimited())
-            case (6, 2): contentType = try string(try reader.lengthDelimited())
+            case (5, 2): type = try names.string(try reader.lengthDelimited())
+            case (6, 2): contentType = try names.string(try reader.lengthDelimited())
             case (7, 2): data = Data(try reader.lengthDelimited())
             case (8, 2): metadata = Data(try reader.lengthDelimited())
             case (9, 0): recordedAt = Int64(bitPattern: try reader.varint())
@@ -120,9 +122,35 @@ enum ReadResponseDecoder {
                                           contentType: contentType, data: data, metadata: metadata, recordedAt: recordedAt)
     }
 
-    private static func string(_ bytes: UnsafeRawBufferPointer) throws(Malformed) -> String {
+    fileprivate static func string(_ bytes: UnsafeRawBufferPointer) throws(Malformed) -> String {
         guard let string = UTF8Validation.string(bytes) else { throw Malformed() }
         return string
+    }
+
+    /// Stream names, types and content types repeat within a page: the same
+    /// bytes give the same String, shared instead of allocated per event.
+    /// A few recent entries, compared by bytes; lives for one page.
+    struct NameCache {
+        private var entries: [(bytes: UnsafeRawBufferPointer, string: String)] = []
+        private var next = 0
+        private static let capacity = 16
+
+        mutating func string(_ bytes: UnsafeRawBufferPointer) throws(Malformed) -> String {
+            // Short strings are stored inline by String: nothing to share.
+            if bytes.count <= 15 { return try ReadResponseDecoder.string(bytes) }
+            for entry in entries where entry.bytes.count == bytes.count
+                && memcmp(entry.bytes.baseAddress!, bytes.baseAddress!, bytes.count) == 0 {
+                return entry.string
+            }
+            let string = try ReadResponseDecoder.string(bytes)
+            if entries.count < Self.capacity {
+                entries.append((bytes, string))
+            } else {
+                entries[next] = (bytes, string)
+                next = (next + 1) % Self.capacity
+            }
+            return string
+        }
     }
 
     /// A bounds-checked cursor over protobuf wire bytes.

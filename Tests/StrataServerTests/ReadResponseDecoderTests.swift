@@ -67,6 +67,21 @@ struct ReadResponseDecoderTests {
         }
     }
 
+    @Test("repeated long names are shared, and names of equal length but different bytes stay distinct")
+    func nameCache() throws {
+        var page = Strata_V1_ReadResponse()
+        for i in 0..<100 {
+            var event = Strata_V1_RecordedEvent()
+            event.stream = "long-stream-name-\(i % 20 + 10)"  // 20 distinct names of the same length, more than the cache holds
+            event.type = "AVeryLongEventTypeName\(i % 3)"
+            event.contentType = "application/json"
+            event.revision = UInt64(i)
+            page.events.append(event)
+        }
+        let decoded = try ReadResponseDecoder.decode(try page.serializedBytes())
+        #expect(decoded.events == page.events.map(StrataClient.RecordedEvent.init))
+    }
+
     @Test("decodes SubscribeResponse pages and markers as swift-protobuf writes them; truncations never crash")
     func subscription() throws {
         var reference = Strata_V1_SubscribeResponse()
