@@ -28,6 +28,26 @@ enum RecordedEventEncoder {
         }
     }
 
+    /// Appends events from `events[index...]` to one message: at most
+    /// `maxEvents`, and while their stored bytes stay within `byteBudget`
+    /// (counting `message`'s bytes already there) — but always at least one,
+    /// so a large event still goes out. Advances `index`; returns the count.
+    @discardableResult
+    static func appendPage(of events: [RecordedEvent], from index: inout Int, maxEvents: Int, byteBudget: Int,
+                           to message: inout [UInt8]) -> Int {
+        var bytes = message.count
+        var count = 0
+        while index < events.count && count < maxEvents {
+            let event = events[index]
+            if count > 0 && bytes + event.storedByteCount > byteBudget { break }
+            bytes += event.storedByteCount
+            appendEvent(event, to: &message)
+            count += 1
+            index += 1
+        }
+        return count
+    }
+
     /// Appends ReadResponse.end_of_stream = true (field 2).
     static func appendEndOfStream(to out: inout [UInt8]) {
         out.append(0x10)

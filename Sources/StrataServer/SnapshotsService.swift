@@ -154,16 +154,7 @@ final class AggregateSource: ServerStreamSource {
             }
             var message = header ?? []
             header = nil
-            var bytes = message.count
-            var count = 0
-            while bufferedIndex < buffered.count && count < pageSize {
-                let event = buffered[bufferedIndex]
-                if count > 0 && bytes + event.storedByteCount > byteBudget { break }
-                bytes += event.storedByteCount
-                RecordedEventEncoder.appendEvent(event, to: &message)
-                count += 1
-                bufferedIndex += 1
-            }
+            RecordedEventEncoder.appendPage(of: buffered, from: &bufferedIndex, maxEvents: pageSize, byteBudget: byteBudget, to: &message)
             if bufferedIndex == buffered.count && next == nil {
                 RecordedEventEncoder.appendEndOfStream(to: &message)
                 finished = true

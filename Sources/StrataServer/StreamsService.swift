@@ -300,16 +300,8 @@ final class PagedReadSource: ServerStreamSource {
                 if buffered.isEmpty && !exhausted && remaining > 0 { continue }
             }
             var message: [UInt8] = []
-            var bytes = 0
-            var count = 0
-            while bufferedIndex < buffered.count && count < eventsPerMessage {
-                let event = buffered[bufferedIndex]
-                if count > 0 && bytes + event.storedByteCount > byteBudget { break }
-                bytes += event.storedByteCount
-                RecordedEventEncoder.appendEvent(event, to: &message)
-                count += 1
-                bufferedIndex += 1
-            }
+            let count = RecordedEventEncoder.appendPage(of: buffered, from: &bufferedIndex, maxEvents: eventsPerMessage,
+                                                        byteBudget: byteBudget, to: &message)
             let drained = bufferedIndex == buffered.count
             var endOfStream = false
             if drained && exhausted {

@@ -158,16 +158,7 @@ final class SubscriptionSource: ServerStreamSource {
                 }
             }
             var message: [UInt8] = []
-            var bytes = 0
-            var count = 0
-            while bufferedIndex < buffered.count && count < pageSize {
-                let event = buffered[bufferedIndex]
-                if count > 0 && bytes + event.storedByteCount > byteBudget { break }
-                bytes += event.storedByteCount
-                RecordedEventEncoder.appendEvent(event, to: &message)
-                count += 1
-                bufferedIndex += 1
-            }
+            RecordedEventEncoder.appendPage(of: buffered, from: &bufferedIndex, maxEvents: pageSize, byteBudget: byteBudget, to: &message)
             if bufferedIndex == buffered.count && bufferedReachedHead && !caughtUp {
                 caughtUp = true
                 RecordedEventEncoder.appendCaughtUp(headAtRead, nextRevision: streamNextRevision, to: &message)
