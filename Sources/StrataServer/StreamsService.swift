@@ -73,27 +73,6 @@ public struct StreamsService: Sendable {
         }
     }
 
-    static func write(from request: Strata_V1_AppendRequest, index: Int? = nil) throws(RPCError) -> StreamWrite {
-        var events: [ProposedEvent] = []
-        events.reserveCapacity(request.events.count)
-        for (i, event) in request.events.enumerated() {
-            let id: UUID
-            if event.id.isEmpty {
-                id = UUID.timeOrdered()
-            } else if event.id.count == 16 {
-                id = event.id.withUnsafeBytes { UUID(uuid: $0.loadUnaligned(as: uuid_t.self)) }
-            } else {
-                let prefix = index.map { "writes[\($0)]." } ?? ""
-                throw RPCError.invalidArgument(field: "\(prefix)events[\(i)].id", reason: "an event id has 16 bytes, not \(event.id.count)")
-            }
-            events.append(ProposedEvent(id: id, type: event.type,
-                                        contentType: event.contentType.isEmpty ? "application/json" : event.contentType,
-                                        data: event.data, metadata: event.metadata))
-        }
-        return StreamWrite(stream: request.stream, expected: ExpectedRevision(proto: request.hasExpected ? request.expected : nil),
-                           events: events)
-    }
-
     static func proto(_ result: AppendResult) -> Strata_V1_AppendResult {
         var out = Strata_V1_AppendResult()
         out.stream = result.stream
@@ -124,8 +103,7 @@ public struct StreamsService: Sendable {
 
     func append(_ bytes: [UInt8], _ context: CallContext, _ respond: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void) {
         do throws(RPCError) {
-            let request = try Self.decode(Strata_V1_AppendRequest.self, bytes)
-            let write = try Self.write(from: request)
+            let write = try AppendRequestDecoder.decode(bytes)
             let lease = try lease(context)
             lease.store.submitAppend([write]) { result in
                 lease.release()
@@ -145,11 +123,7 @@ public struct StreamsService: Sendable {
 
     func appendMulti(_ bytes: [UInt8], _ context: CallContext, _ respond: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void) {
         do throws(RPCError) {
-            let request = try Self.decode(Strata_V1_AppendMultiRequest.self, bytes)
-            var writes: [StreamWrite] = []
-            for (index, write) in request.writes.enumerated() {
-                writes.append(try Self.write(from: write, index: index))
-            }
+            let writes = try AppendRequestDecoder.decodeMulti(bytes)
             let lease = try lease(context)
             lease.store.submitAppend(writes) { result in
                 lease.release()
