@@ -16,7 +16,13 @@ final class PendingCall: @unchecked Sendable {
     private var outcome: Result<Void, RPCError>?
     private var waiter: CheckedContinuation<Void, Never>?
 
+    /// The window the call started with, and the messages consumed since
+    /// credit was last returned (under `lock`).
+    private let initialWindow: Int
+    private var consumedSinceGrant = 0
+
     init(kind: CallLifecycle.Kind, initialWindow: Int) {
+        self.initialWindow = initialWindow
         lifecycle = CallLifecycle(kind: kind, initialWindow: initialWindow)
         // The request goes out with the HEADERS, END_STREAM set.
         try? lifecycle.request(endStream: true)
@@ -37,6 +43,17 @@ final class PendingCall: @unchecked Sendable {
         self.waiter = nil
         lock.unlock()
         waiter?.resume()
+    }
+
+    /// Counts one message the caller has consumed; once half the initial
+    /// window is consumed, returns that many messages of credit to give back.
+    func consumedMessage() -> Int? {
+        lock.withLock {
+            consumedSinceGrant += 1
+            guard consumedSinceGrant >= Swift.max(1, initialWindow / 2) else { return nil }
+            defer { consumedSinceGrant = 0 }
+            return consumedSinceGrant
+        }
     }
 
     /// Records credit granted to the server (before the WINDOW_UPDATE is sent).
@@ -282,6 +299,12 @@ final class ClientConnection: @unchecked Sendable {
         guard let call = removeCall(id) else { return }
         call.finished(.failure(RPCError(.cancelled, "cancelled by the client")))
         try? write(Frame(type: .cancel, callID: id).encoded)
+    }
+
+    /// Tells the connection the caller consumed a message of a streaming
+    /// call: credit flows back as it is consumed (half a window at a time).
+    func consumed(_ id: UInt32, _ call: PendingCall) {
+        if let credit = call.consumedMessage() { grant(id, messages: credit) }
     }
 
     /// Grants a streaming call more messages.

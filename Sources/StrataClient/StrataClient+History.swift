@@ -102,8 +102,6 @@ extension StrataClient {
                 var snapshot: Snapshot?
                 var revision: UInt64?
                 var events: [RecordedEvent] = []
-                var consumed = 0
-                let window = connection.initialWindow
                 var first = true
                 while let message = try await call.next() {
                     if first {
@@ -113,11 +111,7 @@ extension StrataClient {
                         first = false
                     }
                     events += try ReadResponseDecoder.decode(message).events
-                    consumed += 1
-                    if consumed >= Swift.max(1, window / 2) {
-                        connection.grant(id, messages: consumed)
-                        consumed = 0
-                    }
+                    connection.consumed(id, call)
                 }
                 return AggregateHistory(snapshot: snapshot, events: events, revision: revision)
             } onCancel: {

@@ -212,8 +212,6 @@ public struct ReadSequence: AsyncSequence, Sendable {
         private let request: Strata_V1_ReadRequest
         private let timeout: Duration?
         private var call: (connection: ClientConnection, id: UInt32, pending: PendingCall)?
-        private var consumed = 0
-        private var window = 0
         private var done = false
         /// Events of the last message not yet handed out.
         private var page: [StrataClient.RecordedEvent] = []
@@ -242,7 +240,6 @@ public struct ReadSequence: AsyncSequence, Sendable {
                 } else {
                     call = try await client.openStream(StreamsMethod.read, request, timeout: timeout)
                     self.call = call
-                    window = call.connection.initialWindow
                 }
                 while true {
                     let message = try await withTaskCancellationHandler {
@@ -254,12 +251,7 @@ public struct ReadSequence: AsyncSequence, Sendable {
                         done = true
                         return nil
                     }
-                    // Return credit once half the window has been consumed.
-                    consumed += 1
-                    if consumed >= Swift.max(1, window / 2) {
-                        call.connection.grant(call.id, messages: consumed)
-                        consumed = 0
-                    }
+                    call.connection.consumed(call.id, call.pending)
                     let response = try ReadResponseDecoder.decode(message)
                     guard let first = response.events.first else { continue }
                     page = response.events

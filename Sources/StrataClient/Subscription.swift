@@ -91,8 +91,6 @@ public struct Subscription: AsyncSequence, Sendable {
         /// event and checkpoint.
         private var resumeFrom: StrataClient.SubscriptionStart
         private var call: (connection: ClientConnection, id: UInt32, pending: PendingCall)?
-        private var consumed = 0
-        private var window = 0
         /// The current message's events not yet handed out, then its markers
         /// (kept apart so events are not re-wrapped one by one).
         private var pendingEvents: [StrataClient.RecordedEvent] = []
@@ -193,8 +191,6 @@ public struct Subscription: AsyncSequence, Sendable {
                 }
                 call = try await client.openStream(StreamsMethod.subscribe, request, timeout: nil)
                 self.call = call
-                window = call.connection.initialWindow
-                consumed = 0
             }
             while pendingEvents.isEmpty && pendingMarkers.isEmpty {
                 let message = try await withTaskCancellationHandler {
@@ -205,11 +201,7 @@ public struct Subscription: AsyncSequence, Sendable {
                 guard let message else {
                     throw RPCError(.internal, "the server ended a subscription without a status")
                 }
-                consumed += 1
-                if consumed >= Swift.max(1, window / 2) {
-                    call.connection.grant(call.id, messages: consumed)
-                    consumed = 0
-                }
+                call.connection.consumed(call.id, call.pending)
                 let page = try ReadResponseDecoder.decodeSubscription(message)
                 pendingEvents = page.events
                 if let position = page.caughtUp {

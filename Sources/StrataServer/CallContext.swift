@@ -1,3 +1,4 @@
+import StrataStorage
 import StrataWire
 
 /// What a handler knows about its call.
@@ -22,4 +23,16 @@ public protocol CallAuthorizer: Sendable {
 public struct DevelopmentAuthorizer: CallAuthorizer {
     public init() {}
     public func authorize(method: String, tenant: String, metadata: [String: String]) throws(RPCError) {}
+}
+
+extension StorageEngine {
+    /// The tenant a call acts for, leased for the call's work; a missing or
+    /// closed tenant becomes the call's status. Shared by every service.
+    func lease(for context: CallContext) throws(RPCError) -> TenantLease {
+        do {
+            return try lease(context.tenant)
+        } catch {
+            throw RPCError(error)
+        }
+    }
 }

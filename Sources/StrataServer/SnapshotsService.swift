@@ -28,14 +28,6 @@ public struct SnapshotsService: Sendable {
         })
     }
 
-    private func lease(_ context: CallContext) throws(RPCError) -> TenantLease {
-        do {
-            return try engine.lease(context.tenant)
-        } catch {
-            throw RPCError(error)
-        }
-    }
-
     static func point(_ proto: Strata_V1_AggregatePoint?) -> AggregatePoint {
         switch proto?.at {
         case .none, .latest: .latest
@@ -58,7 +50,7 @@ public struct SnapshotsService: Sendable {
     func save(_ bytes: [UInt8], _ context: CallContext, _ respond: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void) {
         do throws(RPCError) {
             let request = try StreamsService.decode(Strata_V1_SaveSnapshotRequest.self, bytes)
-            let lease = try lease(context)
+            let lease = try engine.lease(for: context)
             let store = lease.store
             Task {
                 defer { lease.release() }
@@ -80,7 +72,7 @@ public struct SnapshotsService: Sendable {
 
     func load(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> [UInt8] {
         let request = try StreamsService.decode(Strata_V1_LoadSnapshotRequest.self, bytes)
-        let lease = try lease(context)
+        let lease = try engine.lease(for: context)
         defer { lease.release() }
         var response = Strata_V1_LoadSnapshotResponse()
         do {
@@ -95,7 +87,7 @@ public struct SnapshotsService: Sendable {
 
     func loadAggregate(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> any ServerStreamSource {
         let request = try StreamsService.decode(Strata_V1_LoadAggregateRequest.self, bytes)
-        let lease = try lease(context)
+        let lease = try engine.lease(for: context)
         let first: AggregateSlice
         do {
             first = try lease.store.loadAggregate(request.stream, at: Self.point(request.hasAt ? request.at : nil), maxEvents: readPageSize)

@@ -66,11 +66,7 @@ public struct StreamsService: Sendable {
     }
 
     func lease(_ context: CallContext) throws(RPCError) -> TenantLease {
-        do {
-            return try engine.lease(context.tenant)
-        } catch {
-            throw RPCError(error)
-        }
+        try engine.lease(for: context)
     }
 
     static func proto(_ result: AppendResult) -> Strata_V1_AppendResult {
