@@ -285,12 +285,10 @@ final class ClientConnection: @unchecked Sendable {
             Frame(type: .message, flags: .endStream, callID: id, payload: request).encode(into: &out)
             return id
         }
-        do {
-            try flush()
-        } catch {
-            _ = removeCall(id)
-            throw error
-        }
+        // A failed send fails every open call, this one included, with the
+        // connection's first failure (which may be a protocol error the
+        // reader found, not this send's broken pipe): the call reports it.
+        try? flush()
         return (id, call)
     }
 
@@ -373,6 +371,16 @@ final class ClientConnection: @unchecked Sendable {
             outboundCondition.broadcast()  // room again for callers waiting on the limit
             outboundCondition.unlock()
         }
+    }
+
+    /// Sends everything queued, first waiting (bounded) for a thread that is
+    /// already sending; for last words before a shutdown.
+    private func sendQueued(waitingAtMost limit: Duration) {
+        let deadline = Date() + Double(limit.components.seconds) + Double(limit.components.attoseconds) / 1e18
+        outboundCondition.lock()
+        while flushing && outboundCondition.wait(until: deadline) {}
+        outboundCondition.unlock()
+        try? flush()
     }
 
     /// Writes all of `bytes` to the socket.
@@ -464,8 +472,11 @@ final class ClientConnection: @unchecked Sendable {
         var goAway = Strata_V1_GoAway()
         goAway.code = code.rawValue
         goAway.reason = reason
-        try? write(Frame(type: .goAway, payload: (try? goAway.serializedBytes()) ?? []).encoded)
         fail(RPCError(.internal, "protocol error from the server: \(reason)"))
+        enqueue { $0.append(contentsOf: Frame(type: .goAway, payload: (try? goAway.serializedBytes()) ?? []).encoded) }
+        // Another thread may be mid-send: wait for it so the GOAWAY leaves
+        // before the socket is shut down.
+        sendQueued(waitingAtMost: .seconds(1))
         shutdown(fd, Int32(SHUT_RDWR))
     }
 

@@ -281,7 +281,14 @@ struct ProtocolTests {
         info.stream = "x"
         try raw.openCall(3, method: StreamsMethod.getStreamInfo, request: info)
         _ = try raw.read(until: .trailers, callID: 3)
-        let shutdown = Task.detached { fixture.server.shutdown() }
+        // shutdown() blocks until connections close, and this test blocks on
+        // socket reads: run it on a Dispatch thread, not the cooperative pool,
+        // which on a 2-core machine other blocking tests may be holding.
+        let shutdownDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            fixture.server.shutdown()
+            shutdownDone.signal()
+        }
         let goAway = try raw.read(until: .goAway, callID: 0).last
         #expect(goAway?.type == .goAway)
         #expect(try goAway.map { try Strata_V1_GoAway(serializedBytes: $0.payload).lastCallID } == 3)
@@ -292,7 +299,7 @@ struct ProtocolTests {
         let finished = try trailers(raw.read(until: .trailers, callID: 1))
         #expect(finished?.code == StatusCode.ok.rawValue, "the in-flight call finished")
         #expect(try raw.readFrame() == nil, "then the server closed the connection")
-        await shutdown.value
+        #expect(shutdownDone.wait(timeout: .now() + 10) == .success, "shutdown returned")
         #expect(fixture.server.connectionCount == 0)
     }
 
