@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "StrataStorage", targets: ["StrataStorage"]),
         .library(name: "StrataServer", targets: ["StrataServer"]),
         .library(name: "StrataClient", targets: ["StrataClient"]),
+        .library(name: "StrataProjections", targets: ["StrataProjections"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,6 +37,12 @@ let package = Package(
         .target(
             name: "StrataStorage",
             dependencies: ["CLMDB"]
+        ),
+        // The Lua sandbox and the projection engine: scripts run against a
+        // tenant's events, state and checkpoints commit with the store's writer.
+        .target(
+            name: "StrataProjections",
+            dependencies: ["CLua", "StrataStorage"]
         ),
         // swift-protobuf code generated from proto/ by scripts/generate-proto.sh.
         // Committed; never edited by hand.
@@ -86,6 +93,10 @@ let package = Package(
         .testTarget(
             name: "StrataCLITests",
             dependencies: ["strata"]
+        ),
+        .testTarget(
+            name: "StrataProjectionsTests",
+            dependencies: ["StrataProjections", "StrataStorage"]
         ),
         .testTarget(
             name: "CLuaTests",

@@ -112,6 +112,20 @@ public struct EventFieldBytes {
     public let revision: UInt64
     public let position: UInt64
     public let recordedAt: Int64
+
+    public init(id: UnsafeRawBufferPointer, stream: UnsafeRawBufferPointer, type: UnsafeRawBufferPointer,
+                contentType: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer, metadata: UnsafeRawBufferPointer,
+                revision: UInt64, position: UInt64, recordedAt: Int64) {
+        self.id = id
+        self.stream = stream
+        self.type = type
+        self.contentType = contentType
+        self.data = data
+        self.metadata = metadata
+        self.revision = revision
+        self.position = position
+        self.recordedAt = recordedAt
+    }
 }
 
 /// An event as stored: its record copied out of the map once (one
