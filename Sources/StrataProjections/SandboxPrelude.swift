@@ -262,6 +262,8 @@ function host.state(key)
   local s = states[key]
   if s == nil then
     local json = load_partition(key)
+    -- An unpartitioned projection always has a state: init()'s, before any event.
+    if json == nil and partition == nil then return encode(state_of(key)) end
     return json
   end
   return encode(s)

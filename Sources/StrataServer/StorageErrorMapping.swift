@@ -99,6 +99,14 @@ extension RPCError {
             self.init(.dataLoss, error.description)
         case .lmdb:
             self.init(.internal, error.description)
+        case .projectionNotFound:
+            self.init(.notFound, error.description)
+        case .projectionExists:
+            self.init(.alreadyExists, error.description)
+        case let .invalidProjection(_, reason):
+            self = .invalidArgument(field: "name", reason: reason, message: error.description)
+        case .projectionConflict:
+            self.init(.aborted, error.description)
         }
     }
 

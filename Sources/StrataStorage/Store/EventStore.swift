@@ -200,7 +200,7 @@ public final class EventStore: Sendable {
 
 /// Carries one result from the writer thread to a blocked caller. The
 /// semaphore orders the write of `result` before its read.
-private final class ResultBox<Value: Sendable>: @unchecked Sendable {
+final class ResultBox<Value: Sendable>: @unchecked Sendable {
     private let ready = DispatchSemaphore(value: 0)
     private var result: Result<Value, StorageError>?
 

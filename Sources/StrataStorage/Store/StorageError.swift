@@ -36,6 +36,13 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     case closed(tenant: String)
     /// An LMDB call failed in a way no other case describes.
     case lmdb(LMDBError)
+    case projectionNotFound(name: String)
+    case projectionExists(name: String)
+    /// A projection name, partition key or request the store refuses.
+    case invalidProjection(name: String, reason: String)
+    /// A projection commit or state change lost a race (a reset, an update,
+    /// another runner); nothing was written.
+    case projectionConflict(name: String, reason: String)
 
     public var description: String {
         switch self {
@@ -62,6 +69,10 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .corrupt(path, detail): "corrupt data in \(path): \(detail)"
         case let .closed(tenant): "tenant '\(tenant)' store is closed"
         case let .lmdb(error): "storage error: \(error)"
+        case let .projectionNotFound(name): "projection '\(name)' not found"
+        case let .projectionExists(name): "projection '\(name)' already exists"
+        case let .invalidProjection(name, reason): "projection '\(name)': \(reason)"
+        case let .projectionConflict(name, reason): "projection '\(name)' changed meanwhile: \(reason)"
         }
     }
 }

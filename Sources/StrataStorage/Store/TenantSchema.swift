@@ -14,6 +14,11 @@ import Foundation
 /// |                |                                      | up to `meta`'s `indexed-through`   |
 /// | `event-ids`    | event id (16 bytes)                  | global position (u64 LE)           |
 /// | `time-index`   | commit time, ns (u64, integer key)   | first position of that commit (LE) |
+/// | `snapshots`    | stream number, revision (u64 BE ×2)  | snapshot record (`SnapshotRecord`) |
+/// | `projections`  | projection name                      | `ProjectionRecord` (JSON)          |
+/// | `projection-checkpoints` | projection name            | `ProjectionCheckpoint` (40 bytes)  |
+/// | `projection-states` | name, NUL, partition key        | the partition's state (JSON)       |
+/// | `projection-snapshots` | name, NUL, position (u64 BE) | the whole state then (JSON)        |
 struct TenantDatabases: Sendable {
     /// Version 1: the layout above.
     static let schemaVersion: UInt32 = 1
@@ -31,6 +36,10 @@ struct TenantDatabases: Sendable {
     let timeIndex: Database
     /// (stream number BE, revision BE) → snapshot record (`SnapshotRecord`).
     let snapshots: Database
+    let projections: Database
+    let projectionCheckpoints: Database
+    let projectionStates: Database
+    let projectionSnapshots: Database
 
     /// Opens (creating on first use) every database and checks the schema
     /// version: a newer version than this build knows is refused before
@@ -58,7 +67,13 @@ struct TenantDatabases: Sendable {
                 streamIndex: try txn.openDatabase("stream-index", flags: .create),
                 eventIDs: try txn.openDatabase("event-ids", flags: .create),
                 timeIndex: try txn.openDatabase("time-index", flags: [.create, .integerKey]),
-                snapshots: try txn.openDatabase("snapshots", flags: .create)
+                snapshots: try txn.openDatabase("snapshots", flags: .create),
+                // Added after version 1 shipped; additive, so no version bump:
+                // an older build never opens them.
+                projections: try txn.openDatabase("projections", flags: .create),
+                projectionCheckpoints: try txn.openDatabase("projection-checkpoints", flags: .create),
+                projectionStates: try txn.openDatabase("projection-states", flags: .create),
+                projectionSnapshots: try txn.openDatabase("projection-snapshots", flags: .create)
             )
         }
     }

@@ -63,6 +63,11 @@ struct WriteBatch {
                 case let .saveSnapshot(record, stream, streamNumber, keep):
                     try saveSnapshot(record, stream: stream, streamNumber: streamNumber, keep: keep, in: txn)
                     outcomes.append(.success(.snapshotSaved))
+                case .projection(let change):
+                    outcomes.append(.success(.projectionChanged(try changeProjection(change, in: txn))))
+                case .projectionCommit(let commit):
+                    try commitProjection(commit, in: txn)
+                    outcomes.append(.success(.projectionCommitted))
                 }
             } catch let error as StorageError {
                 outcomes.append(.failure(error))
@@ -76,6 +81,11 @@ struct WriteBatch {
     }
 
     // MARK: - Append
+
+    /// A projection's emitted events: an append like any other.
+    mutating func appendForProjection(_ writes: [StreamWrite], in txn: borrowing WriteTransaction) throws -> [AppendResult] {
+        try append(writes, in: txn)
+    }
 
     /// The plan for one stream of an append, made before anything is written.
     private enum Plan {

@@ -6,11 +6,16 @@ enum WriteOperation: Sendable {
     case delete(stream: String, expected: ExpectedRevision)
     /// Stores a snapshot and drops the stream's oldest beyond `keep`.
     case saveSnapshot(SnapshotRecord, stream: String, streamNumber: UInt64, keep: Int)
+    /// Creates, updates, pauses, resets or deletes a projection.
+    case projection(ProjectionChange)
+    /// A projection's state, checkpoint and emitted events, atomically.
+    case projectionCommit(ProjectionCommit)
 
     var eventCount: Int {
         switch self {
         case .append(let writes): writes.reduce(0) { $0 + $1.events.count }
-        case .delete, .saveSnapshot: 0
+        case .projectionCommit(let commit): commit.emitted.reduce(0) { $0 + $1.events.count }
+        case .delete, .saveSnapshot, .projection: 0
         }
     }
 }
@@ -20,6 +25,8 @@ enum WriteOutcome: Sendable {
     case appended([AppendResult])
     case deleted
     case snapshotSaved
+    case projectionChanged(ProjectionRecord?)
+    case projectionCommitted
 }
 
 /// A queued operation and the callback that receives its outcome. The callback
