@@ -64,14 +64,14 @@ let package = Package(
         // The Dispatch/POSIX socket server, connections, calls, router and services.
         .target(
             name: "StrataServer",
-            dependencies: ["StrataWire", "StrataProto", "StrataStorage",
+            dependencies: ["StrataWire", "StrataProto", "StrataStorage", "StrataProjections",
                            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                            .product(name: "Yams", package: "Yams")]
         ),
         .executableTarget(
             name: "strata",
             dependencies: [
-                "StrataStorage", "StrataServer", "StrataClient",
+                "StrataStorage", "StrataServer", "StrataClient", "StrataProjections",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -82,7 +82,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StrataServerTests",
-            dependencies: ["StrataServer", "StrataClient", "StrataWire", "StrataProto", "StrataStorage",
+            dependencies: ["StrataServer", "StrataClient", "StrataWire", "StrataProto", "StrataStorage", "StrataProjections",
                            .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(

@@ -65,6 +65,8 @@ public struct SandboxOutput: Sendable {
         public let stream: String
         public let type: String
         public let json: [UInt8]
+        /// The position of the event whose handler emitted it.
+        public let causedBy: UInt64
     }
     public var states: [(partition: String, json: [UInt8])] = []
     public var emitted: [Emitted] = []
@@ -320,7 +322,11 @@ public final class LuaSandbox {
         for _ in 0 ..< (try u32()) {
             let stream = try text(try chunk(), "an emitted event's stream")
             let type = try text(try chunk(), "an emitted event's type")
-            output.emitted.append(.init(stream: stream, type: type, json: Array(try chunk())))
+            let json = Array(try chunk())
+            guard offset + 8 <= bytes.count else { throw .sandbox("truncated checkpoint") }
+            let causedBy = bytes[offset ..< offset + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            offset += 8
+            output.emitted.append(.init(stream: stream, type: type, json: json, causedBy: causedBy))
         }
         return output
     }

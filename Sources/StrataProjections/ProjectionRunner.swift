@@ -245,17 +245,14 @@ final class ProjectionRunner: @unchecked Sendable {
             fault(.invalidOutput("emitted \(output.emitted.count) events before one checkpoint; the limit is \(options.maxEmittedPerCommit)"))
             return false
         }
-        // One write per stream (an append names each stream once), in order.
+        // In emission order: consecutive events to one stream share a write.
         var writes: [StreamWrite] = []
-        var index: [String: Int] = [:]
-        let metadata = Data(Self.emittedMetadata(projection: name, causedBy: position))
         for event in output.emitted {
             let proposed = ProposedEvent(id: UUID.timeOrdered(), type: event.type, data: Data(event.json),
-                                         metadata: metadata)
-            if let at = index[event.stream] {
-                writes[at].events.append(proposed)
+                                         metadata: Data(Self.emittedMetadata(projection: name, causedBy: event.causedBy)))
+            if writes.last?.stream == event.stream {
+                writes[writes.count - 1].events.append(proposed)
             } else {
-                index[event.stream] = writes.count
                 writes.append(StreamWrite(stream: event.stream, expected: .any, events: [proposed]))
             }
         }

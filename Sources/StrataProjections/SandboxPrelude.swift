@@ -55,6 +55,7 @@ env._G = env
 
 -- Emitted events: stream, type, JSON, flat. Cleared by checkpoint().
 local emitted, emitted_count, emitting = {}, 0, true
+local current_position = 0  -- the event being handled, recorded with what it emits
 env.emit = function(stream, etype, data)
   if type(stream) ~= "string" or stream == "" then error("emit: the stream must be a non-empty string", 2) end
   if type(etype) ~= "string" or etype == "" then error("emit: the event type must be a non-empty string", 2) end
@@ -70,7 +71,8 @@ env.emit = function(stream, etype, data)
     emitted[emitted_count + 1] = stream
     emitted[emitted_count + 2] = etype
     emitted[emitted_count + 3] = json
-    emitted_count = emitted_count + 3
+    emitted[emitted_count + 4] = current_position
+    emitted_count = emitted_count + 4
   end
 end
 
@@ -212,6 +214,7 @@ end
 function host.handle(etype, stream, id, revision, position, time, content_type, data, metadata)
   local h = when[etype] or any
   if h == nil then return false end
+  current_position = position
   local e = setmetatable({ type = etype, stream = stream, [RAW_ID] = id, revision = revision, position = position,
                            time = time, content_type = content_type,
                            [RAW_DATA] = data, [RAW_METADATA] = metadata }, event_meta)
@@ -239,7 +242,8 @@ function host.handle(etype, stream, id, revision, position, time, content_type, 
 end
 
 -- Everything changed since the last checkpoint, packed for the host:
--- u32 count, then (key, JSON) pairs; u32 count, then (stream, type, JSON).
+-- u32 count, then (key, JSON) pairs; u32 count, then (stream, type, JSON,
+-- i64 position of the event that emitted it).
 function host.checkpoint()
   local parts, n = {}, 0
   for key in pairs(dirty) do
@@ -247,10 +251,10 @@ function host.checkpoint()
     parts[n + 1] = spack("<s4s4", key, encode(states[key]))
   end
   parts[1] = spack("<I4", n)
-  local m = emitted_count // 3
+  local m = emitted_count // 4
   parts[n + 2] = spack("<I4", m)
-  for i = 1, emitted_count, 3 do
-    parts[#parts + 1] = spack("<s4s4s4", emitted[i], emitted[i + 1], emitted[i + 2])
+  for i = 1, emitted_count, 4 do
+    parts[#parts + 1] = spack("<s4s4s4i8", emitted[i], emitted[i + 1], emitted[i + 2], emitted[i + 3])
   end
   dirty, emitted, emitted_count = {}, {}, 0
   if cached > MAX_CACHED then states, cached = {}, 0 end

@@ -1,4 +1,5 @@
 import Foundation
+import StrataProjections
 import StrataStorage
 import Yams
 
@@ -17,6 +18,7 @@ public struct StrataConfiguration: Sendable {
     public var server = ServerConfiguration()
     public var storage: StorageEngineOptions
     public var developmentTenant = "default"
+    public var projections = ProjectionOptions()
 
     public init() {
         storage = StorageEngineOptions(dataDirectory: "./data")
@@ -74,6 +76,26 @@ public struct StrataConfiguration: Sendable {
             c.server.subscriptions.maxLagEvents = UInt64(try positive("subscription.max_lag_events", v)) },
         "subscription.max_lag_seconds": { c, v throws(ConfigurationError) in
             c.server.subscriptions.maxLagDuration = .seconds(try integer("subscription.max_lag_seconds", v, UInt32.self)) },
+        "projections.checkpoint_events": { c, v throws(ConfigurationError) in
+            c.projections.checkpointEvents = try positive("projections.checkpoint_events", v) },
+        "projections.checkpoint_interval_ms": { c, v throws(ConfigurationError) in
+            c.projections.checkpointInterval = .milliseconds(try positive("projections.checkpoint_interval_ms", v)) },
+        "projections.batch_size": { c, v throws(ConfigurationError) in
+            c.projections.batchSize = try positive("projections.batch_size", v) },
+        "projections.snapshot_events": { c, v throws(ConfigurationError) in
+            c.projections.snapshotEvents = Int(try integer("projections.snapshot_events", v, UInt32.self)) },
+        "projections.keep_snapshots": { c, v throws(ConfigurationError) in
+            c.projections.keepSnapshots = try positive("projections.keep_snapshots", v) },
+        "projections.max_emitted_per_commit": { c, v throws(ConfigurationError) in
+            c.projections.maxEmittedPerCommit = try positive("projections.max_emitted_per_commit", v) },
+        "projections.max_memory_mib": { c, v throws(ConfigurationError) in
+            c.projections.sandbox.memoryBytes = try positive("projections.max_memory_mib", v) << 20 },
+        "projections.max_instructions_per_event": { c, v throws(ConfigurationError) in
+            let count = try positive("projections.max_instructions_per_event", v)
+            guard count >= 1000 else {
+                throw ConfigurationError(key: "projections.max_instructions_per_event", message: "must be at least 1000, not \(count)")
+            }
+            c.projections.sandbox.instructionsPerCall = count },
         "development.tenant": { c, v throws(ConfigurationError) in
             do {
                 try TenantName.validate(v)
@@ -158,7 +180,7 @@ public struct StrataConfiguration: Sendable {
         }
         guard let root else { return [] }
         guard let sections = root as? [String: Any] else {
-            throw ConfigurationError(key: "", message: "\(source) must be a mapping of sections (server, storage, limits, subscription, development)")
+            throw ConfigurationError(key: "", message: "\(source) must be a mapping of sections (server, storage, limits, subscription, projections, development)")
         }
         var out: [(String, String)] = []
         for (section, body) in sections.sorted(by: { $0.key < $1.key }) {

@@ -28,6 +28,7 @@ public final class StrataServer: @unchecked Sendable {
 
     /// A server with the Streams service on `engine`.
     public convenience init(configuration: ServerConfiguration, engine: StorageEngine,
+                            projections: ProjectionManager? = nil,
                             authorizer: any CallAuthorizer = DevelopmentAuthorizer(),
                             log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("strata: " + $0 + "\n").utf8)) }) {
         var router = Router()
@@ -35,6 +36,7 @@ public final class StrataServer: @unchecked Sendable {
                        subscriptions: configuration.subscriptions).register(in: &router)
         SnapshotsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize)
             .register(in: &router)
+        if let projections { ProjectionsService(manager: projections).register(in: &router) }
         self.init(configuration: configuration, router: router, authorizer: authorizer, log: log)
     }
 

@@ -50,6 +50,19 @@ public enum StreamsMethod {
     public static let getPositionAt = "/strata.v1.Streams/GetPositionAt"
 }
 
+public enum ProjectionsMethod {
+    public static let create = "/strata.v1.Projections/Create"
+    public static let update = "/strata.v1.Projections/Update"
+    public static let list = "/strata.v1.Projections/List"
+    public static let getStatus = "/strata.v1.Projections/GetStatus"
+    public static let getState = "/strata.v1.Projections/GetState"
+    public static let listPartitions = "/strata.v1.Projections/ListPartitions"
+    public static let pause = "/strata.v1.Projections/Pause"
+    public static let resume = "/strata.v1.Projections/Resume"
+    public static let reset = "/strata.v1.Projections/Reset"
+    public static let delete = "/strata.v1.Projections/Delete"
+}
+
 public enum SnapshotsMethod {
     public static let save = "/strata.v1.Snapshots/Save"
     public static let load = "/strata.v1.Snapshots/Load"

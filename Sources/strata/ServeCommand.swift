@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import StrataProjections
 import StrataServer
 import StrataStorage
 
@@ -58,7 +59,8 @@ struct ServeCommand: ParsableCommand {
         }
 
         let engine = try StorageEngine(options: settings.storage)
-        let server = StrataServer(configuration: settings.server, engine: engine)
+        let projections = ProjectionManager(storage: engine, options: settings.projections)
+        let server = StrataServer(configuration: settings.server, engine: engine, projections: projections)
         let bound: UInt16
         do {
             bound = try server.start()
@@ -72,6 +74,7 @@ struct ServeCommand: ParsableCommand {
             try engine.createTenant(devTenant).release()
             print("strata: created tenant '\(devTenant)' in \(engine.directory(of: devTenant))")
         }
+        projections.startAll { print("strata: \($0)") }
         print("strata: listening on \(settings.server.host):\(bound); data in \(settings.storage.dataDirectory) (durability \(settings.storage.store.durability.rawValue)); tenants: \(engine.listTenants().joined(separator: ", "))")
         print("strata: DEVELOPMENT MODE: any API key is accepted. Do not expose this port.")
         print("strata: try `strata append demo-1 Greeted '{\"hello\":\"world\"}'` then `strata read demo-1`")
@@ -92,6 +95,8 @@ struct ServeCommand: ParsableCommand {
         fflush(nil)
         sources.forEach { $0.cancel() }
         server.shutdown()
+        // Projections commit what they have handled before the stores close.
+        projections.stopAll()
         engine.close()
         print("strata: stopped")
     }

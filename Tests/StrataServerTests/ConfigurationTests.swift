@@ -1,4 +1,5 @@
 import Foundation
+import StrataProjections
 import StrataServer
 import StrataStorage
 import Testing
@@ -41,6 +42,7 @@ struct ConfigurationTests {
         #expect(fromFile.server.subscriptions.maxLagEvents == defaults.server.subscriptions.maxLagEvents)
         #expect(fromFile.server.subscriptions.maxLagDuration == defaults.server.subscriptions.maxLagDuration)
         #expect(fromFile.developmentTenant == defaults.developmentTenant)
+        #expect(fromFile.projections == defaults.projections)
         // Every key the loader knows is documented in the file.
         for key in StrataConfiguration.keys {
             let name = String(key.split(separator: ".")[1])

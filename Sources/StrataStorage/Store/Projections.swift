@@ -91,6 +91,7 @@ public struct ProjectionCommit: Sendable {
     public var expectedPosition: UInt64
     public var checkpoint: ProjectionCheckpoint
     public var states: [(partition: String, json: [UInt8])]
+    /// Appended in this order, each write on its own (a stream may recur).
     public var emitted: [StreamWrite]
     /// The whole unpartitioned state at `checkpoint.position`, kept for
     /// state-as-of-T queries; the oldest beyond `keepSnapshots` are dropped.
@@ -310,7 +311,7 @@ extension EventStore {
                                        completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
         do {
             for (partition, _) in commit.states { try PartitionKey.validate(partition, projection: commit.name) }
-            if !commit.emitted.isEmpty { try validate(commit.emitted) }
+            for write in commit.emitted { try validate([write]) }
         } catch {
             completion(.failure(error))
             return
@@ -325,6 +326,12 @@ extension EventStore {
         submitProjectionCommit(commit) { box.fill($0) }
         try box.wait().get()
     }
+}
+
+/// Aborts a writer transaction (see `commitProjection`); never expected,
+/// since emitted events are validated before they are queued.
+struct ProjectionAppendAborted: Error {
+    let error: StorageError
 }
 
 extension WriteBatch {
@@ -400,7 +407,13 @@ extension WriteBatch {
         }
         // The appends check everything before writing; past this point only
         // LMDB errors can fail, and they abort the whole transaction.
-        if !commit.emitted.isEmpty { _ = try appendForProjection(commit.emitted, in: txn) }
+        do {
+            for write in commit.emitted { _ = try appendForProjection([write], in: txn) }
+        } catch let error as StorageError where !commit.emitted.isEmpty {
+            // A later write failing after an earlier one was applied must not
+            // commit half of them: abort the whole transaction instead.
+            throw ProjectionAppendAborted(error: error)
+        }
         for (partition, json) in commit.states {
             try ProjectionKeys.key(commit.name, partition.utf8).withUnsafeBytes { key in
                 try json.withUnsafeBytes { try txn.put(dbs.projectionStates, key: key, value: $0) }

@@ -1,0 +1,76 @@
+import Foundation
+import StrataProjections
+import StrataStorage
+import Synchronization
+
+/// The projection engines of every tenant that has projections. Each engine
+/// holds a lease on its tenant, so a tenant with running projections stays
+/// open while the server runs.
+///
+/// Thread-safe: `engines` is a Mutex; engines are created under it (opening a
+/// tenant is quick) and started outside it.
+public final class ProjectionManager: Sendable {
+    private struct Entry: Sendable {
+        let engine: ProjectionEngine
+        let lease: TenantLease
+    }
+
+    let storage: StorageEngine
+    public let options: ProjectionOptions
+    private let engines = Mutex<[String: Entry]>([:])
+
+    public init(storage: StorageEngine, options: ProjectionOptions = ProjectionOptions()) {
+        self.storage = storage
+        self.options = options
+    }
+
+    /// Starts the projections of every tenant that has some. A tenant that
+    /// cannot be opened is reported through `log` and skipped.
+    public func startAll(log: (String) -> Void = { _ in }) {
+        for tenant in storage.listTenants() {
+            do {
+                let lease = try storage.lease(tenant)
+                guard try !lease.store.projections().isEmpty else {
+                    lease.release()
+                    continue
+                }
+                lease.release()
+                let engine = try engine(for: tenant)
+                log("projections: tenant '\(tenant)': \(try engine.list().count) projection(s) started")
+            } catch {
+                log("projections: tenant '\(tenant)' not started: \(error)")
+            }
+        }
+    }
+
+    /// The tenant's engine, created and started on first use.
+    public func engine(for tenant: String) throws(StorageError) -> ProjectionEngine {
+        if let entry = engines.withLock({ $0[tenant] }) { return entry.engine }
+        let lease = try storage.lease(tenant)
+        let (entry, created) = engines.withLock { engines -> (Entry, Bool) in
+            if let existing = engines[tenant] { return (existing, false) }
+            let entry = Entry(engine: ProjectionEngine(store: lease.store, options: options), lease: lease)
+            engines[tenant] = entry
+            return (entry, true)
+        }
+        if !created {
+            lease.release()
+            return entry.engine
+        }
+        try entry.engine.startAll()
+        return entry.engine
+    }
+
+    /// Commits what every projection has pending, stops them and releases
+    /// the tenants. Call before closing the storage engine.
+    public func stopAll() {
+        let all = engines.withLock { engines -> [Entry] in
+            defer { engines.removeAll() }
+            return Array(engines.values)
+        }
+        for entry in all {
+            entry.engine.stopAll()
+            entry.lease.release()
+        }
+    }
+}
