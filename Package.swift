@@ -92,7 +92,7 @@ let package = Package(
         // Runs the built `strata` binary (serve and the client commands) as a user would.
         .testTarget(
             name: "StrataCLITests",
-            dependencies: ["strata"]
+            dependencies: ["strata", "StrataClient"]
         ),
         .testTarget(
             name: "StrataProjectionsTests",

@@ -71,10 +71,15 @@ final class ServerProcess {
     /// Everything the server printed up to and including the "listening" line.
     private(set) var banner = ""
 
-    init() throws {
-        directory = NSTemporaryDirectory() + "strata-cli-test-\(UUID().uuidString)"
+    /// Whether `deinit` removes the directory (not when the caller owns it).
+    private let ownsDirectory: Bool
+
+    /// A fresh temporary directory, or `directory` (kept) to restart on existing data.
+    init(directory: String? = nil, durability: String = "relaxed") throws {
+        self.directory = directory ?? NSTemporaryDirectory() + "strata-cli-test-\(UUID().uuidString)"
+        ownsDirectory = directory == nil
         process.executableURL = strataBinary
-        process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--data", directory, "--durability", "relaxed"]
+        process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--data", self.directory, "--durability", durability]
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -106,13 +111,19 @@ final class ServerProcess {
         return (process.terminationStatus, rest)
     }
 
+    /// SIGKILL: no shutdown, no flush, as in a crash.
+    func kill() {
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
     deinit {
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()
         }
         _ = stderr.wait()
-        try? FileManager.default.removeItem(atPath: directory)
+        if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
     }
 }
 
