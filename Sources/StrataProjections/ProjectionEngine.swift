@@ -81,8 +81,8 @@ public final class ProjectionEngine: Sendable {
     public func pause(_ name: String) throws(StorageError) {
         let runner = try existingRunner(name)
         runner.stop(finalState: .paused)
+        defer { runner.start() }  // from what is stored, whether or not the change landed
         try store.changeProjection(.setState(name: name, state: .paused, fault: nil, faultPosition: nil, generation: nil))
-        runner.start()
     }
 
     /// Resumes a paused or faulted projection from its last checkpoint.
