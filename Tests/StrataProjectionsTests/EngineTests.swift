@@ -264,3 +264,36 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("Hostile projections in the engine")
+struct HostileEngineTests {
+    @Test("each hostile script faults only its own projection; appends and a healthy projection go on", arguments: [
+        "error('runtime error')",
+        "while true do end",
+        "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end",
+        "os.execute('true')",
+        "io.open('/etc/passwd')",
+        "require('os')",
+        "assert(load(string.char(27) .. 'LuaT'))",
+        "return 'garbage'",
+        "s.f = function() end",  // fails at the checkpoint: state must be JSON
+    ])
+    func hostile(_ body: String) throws {
+        var options = EngineFixture.fastOptions
+        options.sandbox = SandboxLimits(memoryBytes: 16 << 20, instructionsPerCall: 200_000)
+        let f = try EngineFixture(options: options)
+        for _ in 0 ..< 5 { try f.append("s-1", "A") }
+        try f.append("s-1", "Evil")
+        try f.engine.create(name: "hostile", script: """
+        return { source = { all = true }, when = { A = function(s, e) end, Evil = function(s, e) \(body) end } }
+        """)
+        try f.engine.create(name: "counts", script: countScript)
+        let faulted = try f.settle("hostile")
+        #expect(faulted.state == .faulted, "\(body)")
+        #expect(faulted.faultPosition == 6)
+        for _ in 0 ..< 10 { try f.append("s-2", "A") }
+        #expect(try f.settle("counts").checkpoint == 16)
+        #expect(try f.state("counts")?["count"] as? Int == 16)
+        #expect(try f.engine.status("hostile").state == .faulted)
+    }
+}
