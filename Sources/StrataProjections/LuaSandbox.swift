@@ -233,16 +233,26 @@ public final class LuaSandbox {
                          _ read: () throws(ProjectionError) -> R) throws(ProjectionError) -> R {
         let base = lua_gettop(state)
         defer { lua_settop(state, base) }
-        // Keep the strings' bytes alive across the call.
-        let storage: [[CChar]] = arguments.map { if case .string(let s) = $0 { Array(s.utf8CString) } else { [] } }
-        let status: Int32 = storage.withUnsafeBufferPointers { pointers in
-            var args: [strata_argument] = []
-            for (index, argument) in arguments.enumerated() {
+        // Every string's bytes in one buffer that outlives the call.
+        var bytes: [CChar] = []
+        var spans: [Range<Int>?] = []
+        for argument in arguments {
+            if case .string(let text) = argument {
+                let start = bytes.count
+                bytes.append(contentsOf: text.utf8.map { CChar(bitPattern: $0) })
+                spans.append(start ..< bytes.count)
+            } else {
+                spans.append(nil)
+            }
+        }
+        let status: Int32 = bytes.withUnsafeBufferPointer { buffer in
+            let args = zip(arguments, spans).map { argument, span -> strata_argument in
                 switch argument {
                 case .string:
-                    args.append(strata_argument(bytes: pointers[index].baseAddress, length: pointers[index].count - 1, integer: 0, kind: 0))
+                    let span = span ?? 0 ..< 0
+                    return strata_argument(bytes: buffer.baseAddress.map { $0 + span.lowerBound }, length: span.count, integer: 0, kind: 0)
                 case .boolean(let on):
-                    args.append(strata_argument(bytes: nil, length: 0, integer: on ? 1 : 0, kind: 3))
+                    return strata_argument(bytes: nil, length: 0, integer: on ? 1 : 0, kind: 3)
                 }
             }
             return strata_sandbox_call(state, accounting, ref, args, Int32(args.count), results)
@@ -366,16 +376,5 @@ private final class PartitionLoaderBox {
         json?.pointee = UnsafeRawPointer(held.baseAddress)?.assumingMemoryBound(to: CChar.self)
         jsonLength?.pointee = held.count
         return status
-    }
-}
-
-extension Array where Element == [CChar] {
-    /// Calls `body` with stable pointers to every element's storage.
-    fileprivate func withUnsafeBufferPointers<R>(_ body: ([UnsafeBufferPointer<CChar>]) -> R) -> R {
-        func nest(_ index: Int, _ collected: [UnsafeBufferPointer<CChar>]) -> R {
-            if index == count { return body(collected) }
-            return self[index].withUnsafeBufferPointer { nest(index + 1, collected + [$0]) }
-        }
-        return nest(0, [])
     }
 }

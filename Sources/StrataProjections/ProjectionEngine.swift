@@ -154,17 +154,16 @@ public final class ProjectionEngine: Sendable {
     }
 
     func replay(_ record: ProjectionRecord, partition: String, through target: UInt64) throws -> [UInt8]? {
-        let probe = try validate(script: record.script, name: record.name)
-        var start: UInt64 = 0
-        var base: [UInt8]?
-        if !probe.partitioned, let snapshot = try store.projectionSnapshot(record.name, atOrBefore: target) {
-            (start, base) = snapshot
-        }
-        let seed = base
-        let sandbox = try LuaSandbox(limits: options.sandbox) { key in key == "" ? seed : nil }
+        // The loader runs only once events are handled, after the seed is known.
+        let seed = ReplaySeed()
+        let sandbox = try LuaSandbox(limits: options.sandbox) { key in key == "" ? seed.json : nil }
         let definition = try sandbox.define(script: record.script, name: record.name + ".lua")
         try sandbox.setEmitting(false)
-        let own = Array(#"{"$projection":"\#(record.name)""#.utf8)
+        var start: UInt64 = 0
+        if !definition.partitioned, let snapshot = try store.projectionSnapshot(record.name, atOrBefore: target) {
+            (start, seed.json) = snapshot
+        }
+        let own = ProjectionRunner.ownOutputPrefix(record.name)
         var position = start
         while position < target {
             let slice = try store.readAll(from: .position(position + 1), maxCount: options.batchSize,
@@ -172,7 +171,7 @@ public final class ProjectionEngine: Sendable {
             for event in slice.events where event.position <= target {
                 try event.withFieldBytes { fields in
                     guard definition.accepts(stream: fields.stream),
-                          !(fields.metadata.count >= own.count && fields.metadata.starts(with: own)) else { return }
+                          !ProjectionRunner.isOutput(fields.metadata, prefix: own) else { return }
                     try sandbox.handle(fields)
                 }
             }
@@ -181,4 +180,11 @@ public final class ProjectionEngine: Sendable {
         }
         return try sandbox.stateJSON(partition: partition)
     }
+}
+
+/// The stored state a replay starts from, set after the script is defined
+/// (whether it is partitioned decides whether a snapshot applies). Used on
+/// the replaying thread only.
+private final class ReplaySeed {
+    var json: [UInt8]?
 }

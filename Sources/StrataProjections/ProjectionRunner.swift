@@ -46,7 +46,7 @@ final class ProjectionRunner: @unchecked Sendable {
         published = Mutex(ProjectionStatus(name: name, state: .stopped, checkpoint: 0, position: 0, headPosition: 0,
                                            eventsHandled: 0, eventsEmitted: 0, eventsPerSecond: 0, partitioned: false,
                                            generation: 0, lastCommitAt: 0))
-        ownMetadataPrefix = Array(#"{"$projection":"\#(name)""#.utf8)
+        ownMetadataPrefix = Self.ownOutputPrefix(name)
     }
 
     var status: ProjectionStatus { published.withLock { $0 } }
@@ -78,6 +78,15 @@ final class ProjectionRunner: @unchecked Sendable {
         Array(#"{"$projection":"\#(projection)","$causedBy":\#(position)}"#.utf8)
     }
 
+    /// How that metadata starts: what marks an event as this projection's output.
+    static func ownOutputPrefix(_ projection: String) -> [UInt8] {
+        Array(#"{"$projection":"\#(projection)""#.utf8)
+    }
+
+    static func isOutput(_ metadata: UnsafeRawBufferPointer, prefix: [UInt8]) -> Bool {
+        metadata.count >= prefix.count && metadata.starts(with: prefix)
+    }
+
     // MARK: - Commands (any thread; work runs on the queue)
 
     /// (Re)starts from the stored definition and checkpoint. Returns once the
@@ -96,7 +105,7 @@ final class ProjectionRunner: @unchecked Sendable {
     func restart(after body: @escaping @Sendable () throws(StorageError) -> Void) throws(StorageError) {
         let result: Result<Void, StorageError> = queue.sync {
             halt(.stopped)
-            do { try body() } catch let error as StorageError { return .failure(error) } catch { return .failure(.lmdb(LMDBError(code: -1, operation: "\(error)"))) }
+            do throws(StorageError) { try body() } catch { return .failure(error) }
             return .success(())
         }
         start()
@@ -138,12 +147,10 @@ final class ProjectionRunner: @unchecked Sendable {
         }
         do {
             let sandbox = try LuaSandbox(limits: options.sandbox) { [store, name] partition throws(ProjectionError) in
-                do {
-                    return try store.projectionState(name, partition: partition).json
-                } catch let error as StorageError {
-                    throw .storage(error)
+                do throws(StorageError) {
+                    return try store.storedPartitionState(name, partition: partition)
                 } catch {
-                    throw .sandbox("\(error)")
+                    throw .storage(error)
                 }
             }
             definition = try sandbox.define(script: record.script, name: name + ".lua")
@@ -194,7 +201,7 @@ final class ProjectionRunner: @unchecked Sendable {
                 // Untyped here: a typed-throws closure through this rethrows
                 // function crashes the 6.3 compiler.
                 let took = try event.withFieldBytes { fields -> Bool in
-                    guard definition.accepts(stream: fields.stream), !isOwnOutput(fields.metadata) else { return false }
+                    guard definition.accepts(stream: fields.stream), !Self.isOutput(fields.metadata, prefix: ownMetadataPrefix) else { return false }
                     return try sandbox.handle(fields)
                 }
                 if took {
@@ -224,11 +231,6 @@ final class ProjectionRunner: @unchecked Sendable {
         // Caught up: the commit observer calls wake() after the next commit.
     }
 
-    private func isOwnOutput(_ metadata: UnsafeRawBufferPointer) -> Bool {
-        metadata.count >= ownMetadataPrefix.count && ownMetadataPrefix.withUnsafeBytes {
-            memcmp($0.baseAddress!, metadata.baseAddress!, ownMetadataPrefix.count) == 0
-        }
-    }
 
     /// Commits state, checkpoint and emitted events; false if it faulted.
     @discardableResult

@@ -30,6 +30,16 @@ struct ProjectionCommand: AsyncParsableCommand {
         if info.state == .faulted { print("  fault at position \(info.faultPosition): \(info.fault)") }
     }
 
+    /// Connects, runs one call that answers with a status, and prints it.
+    static func show(_ connection: ConnectionOptions,
+                     _ call: @escaping (StrataClient) async throws -> ProjectionInfo) async throws {
+        try await runClient {
+            let client = try await connection.connect()
+            defer { client.close() }
+            render(try await call(client), json: connection.json)
+        }
+    }
+
     static func object(_ info: ProjectionInfo) -> [String: Any] {
         ["name": info.name, "state": info.state.rawValue, "fault": info.fault, "faultPosition": info.faultPosition,
          "checkpointPosition": info.checkpointPosition, "position": info.position, "headPosition": info.headPosition,
@@ -47,11 +57,7 @@ struct ProjectionCommand: AsyncParsableCommand {
         func run() async throws {
             let script = try ProjectionCommand.readScript(file)
             let name = self.name ?? ((file as NSString).lastPathComponent as NSString).deletingPathExtension
-            try await runClient {
-                let client = try await connection.connect()
-                defer { client.close() }
-                ProjectionCommand.render(try await client.createProjection(name, script: script), json: connection.json)
-            }
+            try await ProjectionCommand.show(connection) { try await $0.createProjection(name, script: script) }
         }
     }
 
@@ -65,12 +71,7 @@ struct ProjectionCommand: AsyncParsableCommand {
 
         func run() async throws {
             let script = try ProjectionCommand.readScript(file)
-            try await runClient {
-                let client = try await connection.connect()
-                defer { client.close() }
-                ProjectionCommand.render(try await client.updateProjection(name, script: script, compatible: compatible),
-                                         json: connection.json)
-            }
+            try await ProjectionCommand.show(connection) { try await $0.updateProjection(name, script: script, compatible: compatible) }
         }
     }
 
@@ -101,11 +102,7 @@ struct ProjectionCommand: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() async throws {
-            try await runClient {
-                let client = try await connection.connect()
-                defer { client.close() }
-                ProjectionCommand.render(try await client.projectionStatus(name), json: connection.json)
-            }
+            try await ProjectionCommand.show(connection) { try await $0.projectionStatus(name) }
         }
     }
 
@@ -166,11 +163,7 @@ struct ProjectionCommand: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() async throws {
-            try await runClient {
-                let client = try await connection.connect()
-                defer { client.close() }
-                ProjectionCommand.render(try await client.pauseProjection(name), json: connection.json)
-            }
+            try await ProjectionCommand.show(connection) { try await $0.pauseProjection(name) }
         }
     }
 
@@ -180,11 +173,7 @@ struct ProjectionCommand: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
 
         func run() async throws {
-            try await runClient {
-                let client = try await connection.connect()
-                defer { client.close() }
-                ProjectionCommand.render(try await client.resumeProjection(name), json: connection.json)
-            }
+            try await ProjectionCommand.show(connection) { try await $0.resumeProjection(name) }
         }
     }
 

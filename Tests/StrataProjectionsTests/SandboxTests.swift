@@ -220,3 +220,16 @@ struct SandboxTests {
         #expect(throws: ProjectionError.self) { try box.handle(TestEvent(type: "X")) }
     }
 }
+
+@Suite("Lua sandbox, EventStoreDB habits")
+struct SandboxAliasTests {
+    @Test("when['$init'] stands for init, and event.body for event.data")
+    func aliases() throws {
+        let (box, _) = try sandbox("""
+        return { source = { all = true }, when = { ["$init"] = function() return { sum = 10 } end,
+                                                   X = function(s, e) s.sum = s.sum + e.body.n end } }
+        """)
+        try box.handle(TestEvent(type: "X", data: #"{"n": 5}"#))
+        #expect(try box.state()?["sum"] as? Int == 15)
+    }
+}

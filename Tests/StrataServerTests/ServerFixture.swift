@@ -1,5 +1,6 @@
 import Foundation
 import StrataClient
+import StrataProjections
 import StrataProto
 @testable import StrataServer
 import StrataStorage
@@ -12,12 +13,15 @@ final class ServerFixture: Sendable {
     let engine: StorageEngine
     let server: StrataServer
     let port: UInt16
+    /// The projection engines, when the fixture serves the Projections service.
+    let projections: ProjectionManager?
     /// Whether `deinit` removes `directory` (not when a restart reuses it).
     private let ownsDirectory: Bool
 
     /// A fresh data directory and an ephemeral port; or, to restart a server,
     /// an existing `directory` (kept afterwards) and a fixed `port`.
-    init(directory: String? = nil, port: UInt16 = 0, configure: (inout ServerConfiguration) -> Void = { _ in },
+    init(directory: String? = nil, port: UInt16 = 0, projections: ProjectionOptions? = nil,
+         configure: (inout ServerConfiguration) -> Void = { _ in },
          extraRoutes: (inout Router) -> Void = { _ in }) throws {
         self.directory = directory ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("strata-server-test-\(UUID().uuidString)")
         ownsDirectory = directory == nil
@@ -33,6 +37,10 @@ final class ServerFixture: Sendable {
                        subscriptions: configuration.subscriptions).register(in: &router)
         SnapshotsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize)
             .register(in: &router)
+        let storage = engine
+        let manager = projections.map { ProjectionManager(storage: storage, options: $0) }
+        if let manager { ProjectionsService(manager: manager).register(in: &router) }
+        self.projections = manager
         extraRoutes(&router)
         server = StrataServer(configuration: configuration, router: router, log: { _ in })
         self.port = try server.start()
@@ -45,6 +53,7 @@ final class ServerFixture: Sendable {
     /// Shuts the server down and closes the storage (idempotent).
     func stop() {
         server.shutdown()
+        projections?.stopAll()
         engine.close()
     }
 

@@ -222,8 +222,9 @@ extension EventStore {
             var keys: [String] = []
             var more = false
             try txn.withCursor(dbs.projectionStates) { cursor in
-                // After `after`: seek to after + NUL, the smallest key above it.
-                let start = after.map { base + Array($0.utf8) + [0] } ?? wanted
+                // After `after`: after + NUL is the smallest key above it (keys
+                // hold no NUL); but never before the prefix's first key.
+                let start = after.map { base + Array($0.utf8) + [0] }.map { $0.lexicographicallyPrecedes(wanted) ? wanted : $0 } ?? wanted
                 var entry = try start.withUnsafeBytes { try cursor.seek(atOrAfter: $0) }
                 while let current = entry, current.key.starts(with: wanted) {
                     if keys.count == limit { more = true; break }
@@ -249,14 +250,12 @@ extension EventStore {
         }
     }
 
-    /// Reads partition states inside one read transaction (the engine's
-    /// loader holds one per batch, not one per lookup).
-    public func withProjectionStates<R>(_ name: String, _ body: (_ lookup: (String) throws -> [UInt8]?) throws -> R) throws(StorageError) -> R {
+    /// A partition's committed state alone: one lookup, no definition or
+    /// checkpoint read (the engine's loader calls this per new partition).
+    public func storedPartitionState(_ name: String, partition: String) throws(StorageError) -> [UInt8]? {
         try withRead { txn in
-            try body { partition in
-                try ProjectionKeys.key(name, partition.utf8).withUnsafeBytes {
-                    try txn.borrowValue(dbs.projectionStates, key: $0).map { [UInt8]($0) }
-                }
+            try ProjectionKeys.key(name, partition.utf8).withUnsafeBytes {
+                try txn.borrowValue(dbs.projectionStates, key: $0).map { [UInt8]($0) }
             }
         }
     }
