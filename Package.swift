@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // SHA-256 for API key hashes and secure random key material.
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3" ..< "4.0.0"),
     ],
     targets: [
         // LMDB, linked from the system (Debian: liblmdb-dev).
@@ -66,7 +68,8 @@ let package = Package(
             name: "StrataServer",
             dependencies: ["StrataWire", "StrataProto", "StrataStorage", "StrataProjections",
                            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                           .product(name: "Yams", package: "Yams")]
+                           .product(name: "Yams", package: "Yams"),
+                           .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(
             name: "strata",

@@ -1,28 +1,42 @@
 import StrataStorage
 import StrataWire
 
+/// Who a call acts as, once authorized.
+public enum Principal: Sendable, Equatable {
+    /// The server admin key: every method, every tenant.
+    case serverAdmin
+    /// An API key of the call's tenant.
+    case key(id: String, tenant: String, role: Role)
+
+    /// The key id, for ending a revoked key's calls; nil for the server admin.
+    public var keyID: String? {
+        if case .key(let id, _, _) = self { return id }
+        return nil
+    }
+}
+
 /// What a handler knows about its call.
 public struct CallContext: Sendable {
     public let method: String
+    /// The tenant the call acts for; empty for server-level methods
+    /// (creating and listing tenants), which take names in their requests.
     public let tenant: String
     public let metadata: [String: String]
     public let requestID: String?
     public let deadline: ContinuousClock.Instant?
     public let peer: String
+    public let principal: Principal
 }
 
-/// Decides whether a call may run. The server calls it for every call after
-/// the headers arrive and before the handler runs; API keys and roles (a
-/// later issue) plug in here.
+/// Decides whether a call may run and as whom. The server calls it for
+/// every call after the headers arrive and before the handler runs, on the
+/// connection's queue.
 public protocol CallAuthorizer: Sendable {
-    func authorize(method: String, tenant: String, metadata: [String: String]) throws(RPCError)
-}
-
-/// Development mode: any key (or none) is accepted. The server says so at
-/// start-up; never use it where the port is reachable by others.
-public struct DevelopmentAuthorizer: CallAuthorizer {
-    public init() {}
-    public func authorize(method: String, tenant: String, metadata: [String: String]) throws(RPCError) {}
+    /// `tenant` is nil for server-level methods. Throws UNAUTHENTICATED for
+    /// a missing or unknown key (or one of another tenant: the same answer
+    /// whether or not that tenant exists) and PERMISSION_DENIED for a role
+    /// too weak for `permission`.
+    func authorize(method: String, permission: Permission, tenant: String?, metadata: [String: String]) throws(RPCError) -> Principal
 }
 
 extension StorageEngine {

@@ -131,6 +131,21 @@ final class Connection: @unchecked Sendable {
     }
 
     /// Closes at once, abandoning calls.
+    /// Ends the calls `match` selects with `error`, on the connection's
+    /// queue; `onlyStreaming` spares unary calls (they finish on their own,
+    /// and ending one could hide whether its write happened). Calls
+    /// `done(count)` with how many were ended.
+    func endCalls(onlyStreaming: Bool, error: RPCError, where match: @escaping @Sendable (CallContext) -> Bool,
+                  done: @escaping @Sendable (Int) -> Void) {
+        queue.async { [self] in
+            let ids = calls.values.filter { call in
+                (!onlyStreaming || call.source != nil) && match(call.context)
+            }.map(\.id)
+            for id in ids { finish(id, error) }
+            done(ids.count)
+        }
+    }
+
     func forceClose() {
         queue.async { [self] in close(reason: "forced close") }
     }
@@ -231,16 +246,23 @@ final class Connection: @unchecked Sendable {
             sendTrailers(callID, RPCError(.invalidArgument, "HEADERS payload is not a valid CallHeaders message"))
             return
         }
-        guard let handler = env.router.handler(for: headers.method) else {
+        guard let route = env.router.route(for: headers.method) else {
             sendTrailers(callID, RPCError(.unimplemented, "unknown method '\(headers.method)'"))
             return
         }
-        guard let tenant = headers.metadata[MetadataKey.tenant], !tenant.isEmpty else {
-            sendTrailers(callID, RPCError.invalidArgument(field: "metadata.tenant", reason: "every call names its tenant"))
-            return
+        let handler = route.handler
+        var tenant = ""
+        if route.permission != .serverAdmin {
+            guard let named = headers.metadata[MetadataKey.tenant], !named.isEmpty else {
+                sendTrailers(callID, RPCError.invalidArgument(field: "metadata.tenant", reason: "every call names its tenant"))
+                return
+            }
+            tenant = named
         }
+        let principal: Principal
         do {
-            try env.authorizer.authorize(method: headers.method, tenant: tenant, metadata: headers.metadata)
+            principal = try env.authorizer.authorize(method: headers.method, permission: route.permission,
+                                                     tenant: tenant.isEmpty ? nil : tenant, metadata: headers.metadata)
         } catch {
             sendTrailers(callID, error)
             return
@@ -251,7 +273,8 @@ final class Connection: @unchecked Sendable {
         let timeoutMs = min(headers.timeoutMs, 30 * 24 * 3_600_000)
         let deadline = timeoutMs > 0 ? ContinuousClock.now + .milliseconds(Int64(timeoutMs)) : nil
         let context = CallContext(method: headers.method, tenant: tenant, metadata: headers.metadata,
-                                  requestID: headers.metadata[MetadataKey.requestID], deadline: deadline, peer: peer)
+                                  requestID: headers.metadata[MetadataKey.requestID], deadline: deadline, peer: peer,
+                                  principal: principal)
         let call = ServerCall(id: callID, handler: handler, context: context, initialWindow: peerInitialWindow)
         calls[callID] = call
         if timeoutMs > 0 {

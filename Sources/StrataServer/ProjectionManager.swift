@@ -61,6 +61,30 @@ public final class ProjectionManager: Sendable {
         return entry.engine
     }
 
+    /// The tenant's engine if its projections are running; never opens one.
+    public func runningEngine(for tenant: String) -> ProjectionEngine? {
+        engines.withLock { $0[tenant]?.engine }
+    }
+
+    /// Commits what the tenant's projections have pending, stops them and
+    /// releases the tenant (before maintenance or deletion). Returns how
+    /// many projections were running.
+    @discardableResult
+    public func stop(tenant: String) -> Int {
+        guard let entry = engines.withLock({ $0.removeValue(forKey: tenant) }) else { return 0 }
+        let count = (try? entry.engine.list().count) ?? 0
+        entry.engine.stopAll()
+        entry.lease.release()
+        return count
+    }
+
+    /// Starts the tenant's projections again after maintenance, if it has any.
+    public func restart(tenant: String) throws(StorageError) {
+        let lease = try storage.lease(tenant)
+        defer { lease.release() }
+        if try !lease.store.projections().isEmpty { _ = try engine(for: tenant) }
+    }
+
     /// Commits what every projection has pending, stops them and releases
     /// the tenants. Call before closing the storage engine.
     public func stopAll() {

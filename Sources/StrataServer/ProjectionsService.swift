@@ -24,15 +24,15 @@ public struct ProjectionsService: Sendable {
             try engine.update(name: request.name, script: request.script, compatible: request.compatible)
             return try Self.response(engine.status(request.name))
         }
-        unary(&router, ProjectionsMethod.list, Strata_V1_ListProjectionsRequest.self) { engine, _ in
+        unary(&router, ProjectionsMethod.list, Strata_V1_ListProjectionsRequest.self, .read) { engine, _ in
             var response = Strata_V1_ListProjectionsResponse()
             response.projections = try engine.list().map(Self.info)
             return response
         }
-        unary(&router, ProjectionsMethod.getStatus, Strata_V1_ProjectionRequest.self) { engine, request in
+        unary(&router, ProjectionsMethod.getStatus, Strata_V1_ProjectionRequest.self, .read) { engine, request in
             try Self.response(engine.status(request.name))
         }
-        unary(&router, ProjectionsMethod.getState, Strata_V1_GetProjectionStateRequest.self) { engine, request in
+        unary(&router, ProjectionsMethod.getState, Strata_V1_GetProjectionStateRequest.self, .read) { engine, request in
             var response = Strata_V1_GetProjectionStateResponse()
             if request.hasAtTime {
                 let (json, position) = try engine.state(request.name, partition: request.partition, at: request.atTime)
@@ -47,7 +47,7 @@ public struct ProjectionsService: Sendable {
             }
             return response
         }
-        unary(&router, ProjectionsMethod.listPartitions, Strata_V1_ListPartitionsRequest.self) { engine, request in
+        unary(&router, ProjectionsMethod.listPartitions, Strata_V1_ListPartitionsRequest.self, .read) { engine, request in
             let limit = request.limit == 0 ? 100 : Int(request.limit)
             guard limit <= 1000 else {
                 throw RPCError.invalidArgument(field: "limit", reason: "at most 1000 keys per page")
@@ -79,12 +79,12 @@ public struct ProjectionsService: Sendable {
 
     /// Registers a unary method whose body runs on `work` with the tenant's engine.
     private func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-        _ router: inout Router, _ method: String, _: Request.Type,
+        _ router: inout Router, _ method: String, _: Request.Type, _ role: Role = .admin,
         _ body: @escaping @Sendable (ProjectionEngine, Request) throws -> Response
     ) {
         let manager = self.manager
         let work = self.work
-        router.register(method, .unary { bytes, context, respond in
+        router.register(method, .tenant(role), .unary { bytes, context, respond in
             work.async {
                 do {
                     let request = try StreamsService.decode(Request.self, bytes)

@@ -1,3 +1,4 @@
+import StrataStorage
 import StrataWire
 
 /// A server-streaming response produced on demand: the connection asks for
@@ -37,17 +38,36 @@ public enum MethodHandler: Sendable {
     case serverStreaming(@Sendable (_ request: [UInt8], _ context: CallContext) throws(RPCError) -> any ServerStreamSource)
 }
 
-/// Method path → handler.
+/// What a method needs of the caller's key.
+public enum Permission: Sendable, Equatable {
+    /// A key of the tenant with at least this role (or the server admin key).
+    case tenant(Role)
+    /// The server admin key only; the call names no tenant.
+    case serverAdmin
+}
+
+/// A registered method: what it needs and how it is served.
+public struct Route: Sendable {
+    public let permission: Permission
+    public let handler: MethodHandler
+}
+
+/// Method path → route. Every method declares its permission where it is
+/// registered, so no method can be served without one.
 public struct Router: Sendable {
-    private var handlers: [String: MethodHandler] = [:]
+    private var routes: [String: Route] = [:]
 
     public init() {}
 
-    public mutating func register(_ method: String, _ handler: MethodHandler) {
-        handlers[method] = handler
+    public mutating func register(_ method: String, _ permission: Permission, _ handler: MethodHandler) {
+        routes[method] = Route(permission: permission, handler: handler)
     }
 
-    public func handler(for method: String) -> MethodHandler? { handlers[method] }
+    public func route(for method: String) -> Route? { routes[method] }
 
-    public var methods: [String] { handlers.keys.sorted() }
+    public func handler(for method: String) -> MethodHandler? { routes[method]?.handler }
+
+    public func permission(for method: String) -> Permission? { routes[method]?.permission }
+
+    public var methods: [String] { routes.keys.sorted() }
 }

@@ -17,13 +17,13 @@ public struct SnapshotsService: Sendable {
     }
 
     public func register(in router: inout Router) {
-        router.register(SnapshotsMethod.save, .unary { request, context, respond in
+        router.register(SnapshotsMethod.save, .tenant(.write), .unary { request, context, respond in
             self.save(request, context, respond)
         })
-        router.register(SnapshotsMethod.load, .unary { request, context, respond in
+        router.register(SnapshotsMethod.load, .tenant(.read), .unary { request, context, respond in
             respond(Result { () throws(RPCError) in try self.load(request, context) })
         })
-        router.register(SnapshotsMethod.loadAggregate, .serverStreaming { request, context throws(RPCError) in
+        router.register(SnapshotsMethod.loadAggregate, .tenant(.read), .serverStreaming { request, context throws(RPCError) in
             try self.loadAggregate(request, context)
         })
     }

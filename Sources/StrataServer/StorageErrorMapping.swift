@@ -107,6 +107,14 @@ extension RPCError {
             self = .invalidArgument(field: "name", reason: reason, message: error.description)
         case .projectionConflict:
             self.init(.aborted, error.description)
+        case .keyNotFound:
+            self.init(.notFound, error.description)
+        case .keyExists:
+            self.init(.alreadyExists, error.description)
+        case .tenantBusy:
+            self.init(.unavailable, error.description)
+        case .fileOperation:
+            self.init(.internal, error.description)
         }
     }
 

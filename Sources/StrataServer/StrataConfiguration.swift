@@ -19,6 +19,23 @@ public struct StrataConfiguration: Sendable {
     public var storage: StorageEngineOptions
     public var developmentTenant = "default"
     public var projections = ProjectionOptions()
+    /// The server admin key (`auth.admin_key`, env STRATA_ADMIN_KEY). Nil:
+    /// development mode makes one up at each start; production mode refuses
+    /// to start.
+    public var adminKey: String?
+    /// Where backups are written (`storage.backup_directory`); nil:
+    /// `<data directory>/backups`.
+    public var backupDirectory: String?
+    /// How long deleting or compacting a tenant waits for its calls to finish.
+    public var drainTimeout: Duration = .seconds(10)
+
+    /// The backup directory in effect.
+    public var effectiveBackupDirectory: String {
+        backupDirectory ?? (storage.dataDirectory as NSString).appendingPathComponent("backups")
+    }
+
+    /// Shortest server admin key accepted.
+    public static let minimumAdminKeyLength = 24
 
     public init() {
         storage = StorageEngineOptions(dataDirectory: "./data")
@@ -96,6 +113,14 @@ public struct StrataConfiguration: Sendable {
                 throw ConfigurationError(key: "projections.max_instructions_per_event", message: "must be at least 1000, not \(count)")
             }
             c.projections.sandbox.instructionsPerCall = count },
+        "auth.admin_key": { c, v throws(ConfigurationError) in
+            guard v.count >= minimumAdminKeyLength else {
+                throw ConfigurationError(key: "auth.admin_key", message: "must be at least \(minimumAdminKeyLength) characters (try `openssl rand -base64 32`)")
+            }
+            c.adminKey = v },
+        "auth.drain_timeout_seconds": { c, v throws(ConfigurationError) in
+            c.drainTimeout = .seconds(try positive("auth.drain_timeout_seconds", v)) },
+        "storage.backup_directory": { c, v throws(ConfigurationError) in c.backupDirectory = try nonEmpty("storage.backup_directory", v) },
         "development.tenant": { c, v throws(ConfigurationError) in
             do {
                 try TenantName.validate(v)
@@ -116,6 +141,7 @@ public struct StrataConfiguration: Sendable {
         "STRATA_DURABILITY": "storage.durability",
         "STRATA_MAP_SIZE_MIB": "storage.map_size_mib",
         "STRATA_DEV_TENANT": "development.tenant",
+        "STRATA_ADMIN_KEY": "auth.admin_key",
     ]
 
     /// Builds the configuration: defaults, then `yaml` (the file's text, if
@@ -157,7 +183,7 @@ public struct StrataConfiguration: Sendable {
     /// `STRATA_SERVER_MAX_CONNECTIONS` → `server.max_connections`.
     private static func environmentKey(_ name: String) -> String? {
         let rest = name.dropFirst("STRATA_".count).lowercased()
-        for section in ["server", "storage", "limits", "development"] where rest.hasPrefix(section + "_") {
+        for section in ["server", "storage", "limits", "subscription", "projections", "auth", "development"] where rest.hasPrefix(section + "_") {
             return section + "." + rest.dropFirst(section.count + 1)
         }
         return nil
@@ -180,7 +206,7 @@ public struct StrataConfiguration: Sendable {
         }
         guard let root else { return [] }
         guard let sections = root as? [String: Any] else {
-            throw ConfigurationError(key: "", message: "\(source) must be a mapping of sections (server, storage, limits, subscription, projections, development)")
+            throw ConfigurationError(key: "", message: "\(source) must be a mapping of sections (server, storage, limits, subscription, projections, auth, development)")
         }
         var out: [(String, String)] = []
         for (section, body) in sections.sorted(by: { $0.key < $1.key }) {

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import StrataStorage
 import StrataWire
+import Synchronization
 
 /// The Strata server: a listening socket, its connections, and the router
 /// they share.
@@ -18,26 +19,36 @@ public final class StrataServer: @unchecked Sendable {
     private var nextConnectionID: UInt64 = 1
     private var stopping = false
     private let allClosed = DispatchGroup()
+    /// The tenant registry and maintenance, when built with every service.
+    public let tenants: TenantDirectory?
 
     public init(configuration: ServerConfiguration, router: Router,
-                authorizer: any CallAuthorizer = DevelopmentAuthorizer(),
+                authorizer: any CallAuthorizer, calls: CallTerminator? = nil, tenants: TenantDirectory? = nil,
                 log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("strata: " + $0 + "\n").utf8)) }) {
         self.configuration = configuration
         self.env = ConnectionEnvironment(configuration: configuration, router: router, authorizer: authorizer, log: log)
+        self.tenants = tenants
+        calls?.attach(self)
     }
 
-    /// A server with the Streams service on `engine`.
-    public convenience init(configuration: ServerConfiguration, engine: StorageEngine,
-                            projections: ProjectionManager? = nil,
-                            authorizer: any CallAuthorizer = DevelopmentAuthorizer(),
+    /// A server with every service: Streams, Snapshots, Projections and
+    /// Admin, authorizing calls against `system`'s keys and `adminKey`.
+    public convenience init(configuration: ServerConfiguration, engine: StorageEngine, system: SystemStore,
+                            adminKey: String, projections: ProjectionManager,
+                            backupDirectory: String, drainTimeout: Duration = .seconds(10),
                             log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("strata: " + $0 + "\n").utf8)) }) {
         var router = Router()
         StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
                        subscriptions: configuration.subscriptions).register(in: &router)
         SnapshotsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize)
             .register(in: &router)
-        if let projections { ProjectionsService(manager: projections).register(in: &router) }
-        self.init(configuration: configuration, router: router, authorizer: authorizer, log: log)
+        ProjectionsService(manager: projections).register(in: &router)
+        let calls = CallTerminator()
+        let tenants = TenantDirectory(system: system, engine: engine, projections: projections, calls: calls,
+                                      backupDirectory: backupDirectory, drainTimeout: drainTimeout, log: log)
+        AdminService(tenants: tenants).register(in: &router)
+        self.init(configuration: configuration, router: router,
+                  authorizer: KeyAuthorizer(system: system, adminKey: adminKey), calls: calls, tenants: tenants, log: log)
     }
 
     /// Binds and starts accepting. Returns the bound port (useful with port 0).
@@ -105,6 +116,24 @@ public final class StrataServer: @unchecked Sendable {
         _ = goAway.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
         Glibc.close(fd)
         env.log("refused a connection: \(reason)")
+    }
+
+    /// Ends the calls `match` selects on every connection (see
+    /// `Connection.endCalls`); calls `done` with how many once every
+    /// connection has done so.
+    func endCalls(onlyStreaming: Bool, error: RPCError, where match: @escaping @Sendable (CallContext) -> Bool,
+                  done: @escaping @Sendable (Int) -> Void) {
+        let open: [Connection] = queue.sync { Array(connections.values) }
+        let group = DispatchGroup()
+        let total = Mutex(0)
+        for connection in open {
+            group.enter()
+            connection.endCalls(onlyStreaming: onlyStreaming, error: error, where: match) { count in
+                total.withLock { $0 += count }
+                group.leave()
+            }
+        }
+        group.notify(queue: .global()) { done(total.withLock { $0 }) }
     }
 
     /// Graceful shutdown: stop accepting, GOAWAY every connection, let

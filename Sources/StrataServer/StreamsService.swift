@@ -24,25 +24,25 @@ public struct StreamsService: Sendable {
     }
 
     public func register(in router: inout Router) {
-        router.register(StreamsMethod.append, .unary { request, context, respond in
+        router.register(StreamsMethod.append, .tenant(.write), .unary { request, context, respond in
             self.append(request, context, respond)
         })
-        router.register(StreamsMethod.appendMulti, .unary { request, context, respond in
+        router.register(StreamsMethod.appendMulti, .tenant(.write), .unary { request, context, respond in
             self.appendMulti(request, context, respond)
         })
-        router.register(StreamsMethod.getStreamInfo, .unary { request, context, respond in
+        router.register(StreamsMethod.getStreamInfo, .tenant(.read), .unary { request, context, respond in
             respond(Result { () throws(RPCError) in try self.streamInfo(request, context) })
         })
-        router.register(StreamsMethod.deleteStream, .unary { request, context, respond in
+        router.register(StreamsMethod.deleteStream, .tenant(.write), .unary { request, context, respond in
             self.deleteStream(request, context, respond)
         })
-        router.register(StreamsMethod.read, .serverStreaming { request, context throws(RPCError) in
+        router.register(StreamsMethod.read, .tenant(.read), .serverStreaming { request, context throws(RPCError) in
             try self.read(request, context)
         })
-        router.register(StreamsMethod.subscribe, .serverStreaming { request, context throws(RPCError) in
+        router.register(StreamsMethod.subscribe, .tenant(.read), .serverStreaming { request, context throws(RPCError) in
             try self.subscribe(request, context)
         })
-        router.register(StreamsMethod.getPositionAt, .unary { request, context, respond in
+        router.register(StreamsMethod.getPositionAt, .tenant(.read), .unary { request, context, respond in
             respond(Result { () throws(RPCError) in try self.positionAt(request, context) })
         })
     }

@@ -63,6 +63,20 @@ public enum ProjectionsMethod {
     public static let delete = "/strata.v1.Projections/Delete"
 }
 
+public enum AdminMethod {
+    public static let createTenant = "/strata.v1.Admin/CreateTenant"
+    public static let listTenants = "/strata.v1.Admin/ListTenants"
+    public static let deleteTenant = "/strata.v1.Admin/DeleteTenant"
+    public static let restoreTenant = "/strata.v1.Admin/RestoreTenant"
+    public static let getTenantStats = "/strata.v1.Admin/GetTenantStats"
+    public static let backupTenant = "/strata.v1.Admin/BackupTenant"
+    public static let verifyTenant = "/strata.v1.Admin/VerifyTenant"
+    public static let compactTenant = "/strata.v1.Admin/CompactTenant"
+    public static let createKey = "/strata.v1.Admin/CreateKey"
+    public static let listKeys = "/strata.v1.Admin/ListKeys"
+    public static let revokeKey = "/strata.v1.Admin/RevokeKey"
+}
+
 public enum SnapshotsMethod {
     public static let save = "/strata.v1.Snapshots/Save"
     public static let load = "/strata.v1.Snapshots/Load"

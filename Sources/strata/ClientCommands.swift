@@ -10,12 +10,19 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "API key (env STRATA_API_KEY).") var apiKey: String?
     @Flag(help: "Print JSON instead of text.") var json = false
 
-    func connect() async throws -> StrataClient {
+    /// Connects as the tenant's client. `tenant` overrides --tenant;
+    /// `asServerAdmin` prefers STRATA_ADMIN_KEY (for tenant management)
+    /// over STRATA_API_KEY when --api-key is not given.
+    func connect(tenant override: String? = nil, asServerAdmin: Bool = false) async throws -> StrataClient {
         let env = ProcessInfo.processInfo.environment
         let port = port ?? env["STRATA_PORT"].flatMap(UInt16.init) ?? 7070
+        let key = apiKey ?? (asServerAdmin ? env["STRATA_ADMIN_KEY"] ?? env["STRATA_API_KEY"] : env["STRATA_API_KEY"] ?? env["STRATA_ADMIN_KEY"])
+        guard let key, !key.isEmpty else {
+            throw InputError("no API key: pass --api-key or set STRATA_API_KEY (the server prints a development key on its first start)")
+        }
         return try await StrataClient.connect(host: host ?? env["STRATA_HOST"] ?? "127.0.0.1", port: port,
-                                              tenant: tenant ?? env["STRATA_TENANT"] ?? "default",
-                                              apiKey: apiKey ?? env["STRATA_API_KEY"] ?? "dev")
+                                              tenant: override ?? tenant ?? env["STRATA_TENANT"] ?? "default",
+                                              apiKey: key)
     }
 }
 

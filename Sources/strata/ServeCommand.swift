@@ -15,7 +15,7 @@ struct ServeCommand: ParsableCommand {
         discussion: """
         Reads config/strata.yaml when it exists (every key is documented there). Environment variables \
         override it (STRATA_HOST, STRATA_PORT, STRATA_DATA, STRATA_DURABILITY, STRATA_MAP_SIZE_MIB, \
-        STRATA_DEV_TENANT, or STRATA_<SECTION>_<KEY> for any key); flags override both.
+        STRATA_DEV_TENANT, STRATA_ADMIN_KEY, or STRATA_<SECTION>_<KEY> for any key); flags override both.
         """
     )
 
@@ -54,13 +54,22 @@ struct ServeCommand: ParsableCommand {
         } catch {
             throw StartupError("\(error)")
         }
-        guard settings.server.developmentMode else {
-            throw StartupError("production mode needs API keys, which are not implemented yet: set server.development_mode to true")
+        let development = settings.server.developmentMode
+        var adminKey = settings.adminKey
+        if adminKey == nil {
+            guard development else {
+                throw StartupError("production mode needs a server admin key: set auth.admin_key or STRATA_ADMIN_KEY (at least \(StrataConfiguration.minimumAdminKeyLength) characters)")
+            }
+            adminKey = APIKey.generate().text
         }
 
         let engine = try StorageEngine(options: settings.storage)
+        let system = try SystemStore(dataDirectory: settings.storage.dataDirectory)
         let projections = ProjectionManager(storage: engine, options: settings.projections)
-        let server = StrataServer(configuration: settings.server, engine: engine, projections: projections)
+        let log: @Sendable (String) -> Void = { print("strata: " + $0); fflush(nil) }
+        let server = StrataServer(configuration: settings.server, engine: engine, system: system, adminKey: adminKey ?? "",
+                                  projections: projections, backupDirectory: settings.effectiveBackupDirectory,
+                                  drainTimeout: settings.drainTimeout, log: log)
         let bound: UInt16
         do {
             bound = try server.start()
@@ -68,16 +77,29 @@ struct ServeCommand: ParsableCommand {
             engine.close()
             throw StartupError("cannot listen on \(settings.server.host):\(settings.server.port): \(error)")
         }
-        // Created only once the port is ours, so a failed start leaves nothing behind.
-        let devTenant = settings.developmentTenant
-        if !engine.tenantExists(devTenant) {
-            try engine.createTenant(devTenant).release()
-            print("strata: created tenant '\(devTenant)' in \(engine.directory(of: devTenant))")
+        // Changed only once the port is ours, so a failed start leaves nothing behind.
+        guard let tenants = server.tenants else { throw StartupError("server built without tenant administration") }
+        for note in try tenants.reconcile() { log(note) }
+        if development {
+            let devTenant = settings.developmentTenant
+            if try system.tenant(devTenant) == nil {
+                _ = try tenants.createTenant(devTenant, maxSizeBytes: nil)
+                let (_, key) = try tenants.createKey(devTenant, role: .admin, label: "development")
+                print("strata: DEVELOPMENT MODE: created tenant '\(devTenant)' and an admin key for it, shown only now:")
+                print("strata:   export STRATA_TENANT=\(devTenant) STRATA_API_KEY=\(key.text)")
+            }
         }
         projections.startAll { print("strata: \($0)") }
-        print("strata: listening on \(settings.server.host):\(bound); data in \(settings.storage.dataDirectory) (durability \(settings.storage.store.durability.rawValue)); tenants: \(engine.listTenants().joined(separator: ", "))")
-        print("strata: DEVELOPMENT MODE: any API key is accepted. Do not expose this port.")
-        print("strata: try `strata append demo-1 Greeted '{\"hello\":\"world\"}'` then `strata read demo-1`")
+        let names = ((try? system.tenants()) ?? []).map(\.name)
+        print("strata: listening on \(settings.server.host):\(bound); data in \(settings.storage.dataDirectory) (durability \(settings.storage.store.durability.rawValue)); tenants: \(names.joined(separator: ", "))")
+        if development {
+            if settings.adminKey == nil {
+                print("strata: DEVELOPMENT MODE: server admin key for this run: \(adminKey ?? "")")
+            } else {
+                print("strata: DEVELOPMENT MODE: server admin key from configuration")
+            }
+            print("strata: try `strata append demo-1 Greeted '{\"hello\":\"world\"}'` then `strata read demo-1`")
+        }
         fflush(nil)
 
         let stop = DispatchSemaphore(value: 0)

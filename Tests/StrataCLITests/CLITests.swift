@@ -46,12 +46,17 @@ final class PipeDrain: @unchecked Sendable {
     }
 }
 
-/// Runs `strata` with `arguments` to completion.
+/// The server admin key every test server runs with (STRATA_ADMIN_KEY).
+let testAdminKey = "cli-test-server-admin-key-0123456789"
+
+/// Runs `strata` with `arguments` to completion, with the test admin key as
+/// STRATA_API_KEY unless `environment` says otherwise.
 func strata(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
     let process = Process()
     process.executableURL = strataBinary
     process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    process.environment = ProcessInfo.processInfo.environment.merging(["STRATA_API_KEY": testAdminKey]) { $1 }
+        .merging(environment) { $1 }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
@@ -80,6 +85,7 @@ final class ServerProcess {
         ownsDirectory = directory == nil
         process.executableURL = strataBinary
         process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--data", self.directory, "--durability", durability]
+        process.environment = ProcessInfo.processInfo.environment.merging(["STRATA_ADMIN_KEY": testAdminKey]) { $1 }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -239,6 +245,7 @@ struct CLITests {
         let subscriber = Process()
         subscriber.executableURL = strataBinary
         subscriber.arguments = ["subscribe", "$ce-order", "--count", "3", "--json"] + connection
+        subscriber.environment = ProcessInfo.processInfo.environment.merging(["STRATA_API_KEY": testAdminKey]) { $1 }
         let out = Pipe(), err = Pipe()
         subscriber.standardOutput = out
         subscriber.standardError = err

@@ -23,7 +23,7 @@ struct ProjectionCrashTests {
     """
 
     func connect(_ server: ServerProcess) async throws -> StrataClient {
-        try await StrataClient.connect(host: "127.0.0.1", port: server.port, tenant: "default", apiKey: "dev")
+        try await StrataClient.connect(host: "127.0.0.1", port: server.port, tenant: "default", apiKey: testAdminKey)
     }
 
     /// Appends batches of Ticks (and some noise) until cancelled or the connection dies.

@@ -46,7 +46,8 @@ struct ConfigurationTests {
         // Every key the loader knows is documented in the file.
         for key in StrataConfiguration.keys {
             let name = String(key.split(separator: ".")[1])
-            #expect(yaml.contains("\n  \(name):"), "config/strata.yaml documents \(key)")
+            // Keys with no default value (secrets, optional paths) are shown commented out.
+            #expect(yaml.contains("\n  \(name):") || yaml.contains("\n  # \(name):"), "config/strata.yaml documents \(key)")
         }
     }
 

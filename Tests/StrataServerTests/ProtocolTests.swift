@@ -8,7 +8,7 @@ import Testing
 
 /// A method for tests that answers after `delay` (or never, with nil).
 func slowRoute(_ router: inout Router, delay: Duration?) {
-    router.register("/test.Slow/Wait", .unary { _, _, respond in
+    router.register("/test.Slow/Wait", .tenant(.read), .unary { _, _, respond in
         guard let delay else { return }
         DispatchQueue.global().asyncAfter(deadline: .now() + Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) {
             respond(.success([]))
@@ -202,7 +202,7 @@ struct ProtocolTests {
         try raw.handshake()
         var headers = Strata_V1_CallHeaders()
         headers.method = StreamsMethod.getStreamInfo
-        headers.metadata = ["tenant": "acme"]
+        headers.metadata = ["tenant": "acme", MetadataKey.authorization: "Bearer \(ServerFixture.adminKey)"]
         try raw.send(.headers, callID: 1, headers)
         try raw.send(.message, callID: 1, Strata_V1_GetStreamInfoRequest())
         #expect(try trailers(raw.read(until: .trailers, callID: 1))?.code == StatusCode.invalidArgument.rawValue)
@@ -219,7 +219,7 @@ struct ProtocolTests {
         let gate = DispatchSemaphore(value: 0)
         defer { gate.signal() }
         let fixture = try ServerFixture(configure: { $0.maxConcurrentCallsPerConnection = 1 }, extraRoutes: { router in
-            router.register("/test.Gate/Wait", .unary { _, _, respond in
+            router.register("/test.Gate/Wait", .tenant(.read), .unary { _, _, respond in
                 DispatchQueue.global().async { gate.wait(); respond(.success([])) }
             })
         })
@@ -229,7 +229,7 @@ struct ProtocolTests {
         #expect(try trailers(raw.read(until: .trailers, callID: 1))?.code == StatusCode.invalidArgument.rawValue)
         var headers = Strata_V1_CallHeaders()
         headers.method = StreamsMethod.append
-        headers.metadata = [MetadataKey.tenant: "acme"]
+        headers.metadata = [MetadataKey.tenant: "acme", MetadataKey.authorization: "Bearer \(ServerFixture.adminKey)"]
         try raw.send(.headers, callID: 3, headers)
         raw.send(Frame(type: .message, flags: .endStream, callID: 3, payload: [0xFF, 0xFF, 0xFF]))
         #expect(try trailers(raw.read(until: .trailers, callID: 3))?.code == StatusCode.invalidArgument.rawValue)
@@ -266,7 +266,7 @@ struct ProtocolTests {
     func gracefulShutdown() async throws {
         let gate = DispatchSemaphore(value: 0)
         let fixture = try ServerFixture(extraRoutes: { router in
-            router.register("/test.Gate/Wait", .unary { _, _, respond in
+            router.register("/test.Gate/Wait", .tenant(.read), .unary { _, _, respond in
                 DispatchQueue.global().async {
                     gate.wait()
                     respond(.success([]))

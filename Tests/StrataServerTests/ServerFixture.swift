@@ -7,14 +7,22 @@ import StrataStorage
 import StrataWire
 import SwiftProtobuf
 
-/// A real server on an ephemeral loopback port with its own data directory.
+/// A real server on an ephemeral loopback port with its own data directory,
+/// serving every service with real authorization. Tenant "acme" exists;
+/// clients use the server admin key unless a test passes another key.
 final class ServerFixture: Sendable {
+    /// The server admin key of every fixture.
+    static let adminKey = "test-server-admin-key-0123456789"
+
     let directory: String
     let engine: StorageEngine
+    let system: SystemStore
+    let tenants: TenantDirectory
     let server: StrataServer
     let port: UInt16
     /// The projection engines, when the fixture serves the Projections service.
     let projections: ProjectionManager?
+    private let projectionManager: ProjectionManager
     /// Whether `deinit` removes `directory` (not when a restart reuses it).
     private let ownsDirectory: Bool
 
@@ -22,39 +30,57 @@ final class ServerFixture: Sendable {
     /// an existing `directory` (kept afterwards) and a fixed `port`.
     init(directory: String? = nil, port: UInt16 = 0, projections: ProjectionOptions? = nil,
          configure: (inout ServerConfiguration) -> Void = { _ in },
-         extraRoutes: (inout Router) -> Void = { _ in }) throws {
+         extraRoutes: (inout Router) -> Void = { _ in },
+         storage: (inout StorageEngineOptions) -> Void = { _ in }) throws {
         self.directory = directory ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("strata-server-test-\(UUID().uuidString)")
         ownsDirectory = directory == nil
         var options = StorageEngineOptions(dataDirectory: self.directory)
         options.store.mapSize = 256 << 20
+        storage(&options)
         engine = try StorageEngine(options: options)
-        if !engine.tenantExists("acme") { try engine.createTenant("acme").release() }
+        system = try SystemStore(dataDirectory: self.directory)
         var configuration = ServerConfiguration()
         configuration.port = port
         configure(&configuration)
+        let manager = ProjectionManager(storage: engine, options: projections ?? ProjectionOptions())
+        projectionManager = manager
+        self.projections = projections == nil ? nil : manager
+        let calls = CallTerminator()
+        tenants = TenantDirectory(system: system, engine: engine, projections: manager, calls: calls,
+                                  backupDirectory: (self.directory as NSString).appendingPathComponent("backups"),
+                                  drainTimeout: .seconds(5), log: { _ in })
+        _ = try tenants.reconcile()
+        if try system.tenant("acme") == nil { _ = try tenants.createTenant("acme", maxSizeBytes: nil) }
         var router = Router()
         StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
                        subscriptions: configuration.subscriptions).register(in: &router)
         SnapshotsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize)
             .register(in: &router)
-        let storage = engine
-        let manager = projections.map { ProjectionManager(storage: storage, options: $0) }
-        if let manager { ProjectionsService(manager: manager).register(in: &router) }
-        self.projections = manager
+        if projections != nil { ProjectionsService(manager: manager).register(in: &router) }
+        AdminService(tenants: tenants).register(in: &router)
         extraRoutes(&router)
-        server = StrataServer(configuration: configuration, router: router, log: { _ in })
+        server = StrataServer(configuration: configuration, router: router,
+                              authorizer: KeyAuthorizer(system: system, adminKey: Self.adminKey),
+                              calls: calls, tenants: tenants, log: { _ in })
         self.port = try server.start()
     }
 
-    func client(tenant: String = "acme") async throws -> StrataClient {
-        try await StrataClient.connect(host: "127.0.0.1", port: port, tenant: tenant, apiKey: "test")
+    /// A client of `tenant` with `apiKey` (default: the server admin key).
+    func client(tenant: String = "acme", apiKey: String = ServerFixture.adminKey) async throws -> StrataClient {
+        try await StrataClient.connect(host: "127.0.0.1", port: port, tenant: tenant, apiKey: apiKey)
+    }
+
+    /// Creates a key of `role` for `tenant` directly in the registry.
+    func key(_ role: Role, tenant: String = "acme") throws -> String {
+        try tenants.createKey(tenant, role: role, label: "test").1.text
     }
 
     /// Shuts the server down and closes the storage (idempotent).
     func stop() {
         server.shutdown()
-        projections?.stopAll()
+        projectionManager.stopAll()
         engine.close()
+        system.close()
     }
 
     deinit {
@@ -141,10 +167,12 @@ final class RawConnection {
         return frames
     }
 
-    func openCall(_ id: UInt32, method: String, tenant: String? = "acme", timeoutMs: UInt64 = 0, request: some SwiftProtobuf.Message) throws {
+    func openCall(_ id: UInt32, method: String, tenant: String? = "acme", apiKey: String? = ServerFixture.adminKey,
+                  timeoutMs: UInt64 = 0, request: some SwiftProtobuf.Message) throws {
         var headers = Strata_V1_CallHeaders()
         headers.method = method
-        if let tenant { headers.metadata = [MetadataKey.tenant: tenant] }
+        if let tenant { headers.metadata[MetadataKey.tenant] = tenant }
+        if let apiKey { headers.metadata[MetadataKey.authorization] = "Bearer \(apiKey)" }
         headers.timeoutMs = timeoutMs
         try send(.headers, callID: id, headers)
         try send(.message, flags: .endStream, callID: id, request)

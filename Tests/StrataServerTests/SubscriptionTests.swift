@@ -309,7 +309,7 @@ struct SubscriptionTests {
         var request = Strata_V1_SubscribeRequest()
         request.all = Strata_V1_Empty()
         let (_, call) = try connection.open(method: StreamsMethod.subscribe, kind: .serverStreaming,
-                                            metadata: [(MetadataKey.tenant, "acme")], timeout: nil,
+                                            metadata: [(MetadataKey.tenant, "acme"), (MetadataKey.authorization, "Bearer \(ServerFixture.adminKey)")], timeout: nil,
                                             request: try request.serializedBytes())
         let writer = try await fixture.client()
         defer { writer.close() }

@@ -153,3 +153,91 @@ public final class Environment: @unchecked Sendable {
         try lmdbCheck(mdb_env_copy2(handle, path, compact ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2(\(path))")
     }
 }
+
+extension Environment {
+    /// Writes a consistent copy of the environment to the file `path`
+    /// (created; it must not exist) and fsyncs it. LMDB writes the copy into
+    /// a pipe from a thread of its own, inside one read transaction, so
+    /// writers go on meanwhile; this thread moves the bytes to the file and
+    /// reports `progress(bytesWritten)` after each chunk. `progress`
+    /// returning false cancels: the partial file is removed and
+    /// `CancellationError` is thrown.
+    public func copy(toFile path: String, compact: Bool, progress: (Int) -> Bool) throws {
+        // A closed read end turns LMDB's write into EPIPE instead of a signal.
+        signal(SIGPIPE, SIG_IGN)
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw LMDBError(code: errno, operation: "pipe") }
+        let (readFD, writeFD) = (fds[0], fds[1])
+        let out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        if out < 0 {
+            let code = errno
+            Glibc.close(readFD)
+            Glibc.close(writeFD)
+            throw LMDBError(code: code, operation: "create \(path)")
+        }
+        let handle = self.handle
+        let copyResult = LockedBox<Int32>(0)
+        let copyDone = DispatchSemaphore(value: 0)
+        let flags = compact ? UInt32(MDB_CP_COMPACT) : 0
+        // `handle` is an OpaquePointer LMDB lets any thread use; the copy
+        // thread touches nothing else.
+        nonisolated(unsafe) let envHandle = handle
+        Thread.detachNewThread {
+            let rc = mdb_env_copyfd2(envHandle, writeFD, flags)
+            Glibc.close(writeFD)
+            copyResult.set(rc)
+            copyDone.signal()
+        }
+        var failure: (any Error)?
+        var written = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        reading: while true {
+            let count = Glibc.read(readFD, buffer.baseAddress, buffer.count)
+            if count < 0 {
+                if errno == EINTR { continue }
+                failure = LMDBError(code: errno, operation: "read the copy pipe")
+                break
+            }
+            if count == 0 { break }
+            var offset = 0
+            while offset < count {
+                let n = Glibc.write(out, buffer.baseAddress! + offset, count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = LMDBError(code: errno, operation: "write \(path)")
+                    break reading
+                }
+                offset += n
+            }
+            written += count
+            if !progress(written) {
+                failure = CancellationError()
+                break
+            }
+        }
+        // Closing the read end makes a copy still writing fail with EPIPE.
+        Glibc.close(readFD)
+        copyDone.wait()
+        if failure == nil, copyResult.get() != 0 {
+            failure = LMDBError(code: copyResult.get(), operation: "mdb_env_copyfd2")
+        }
+        if failure == nil, fsync(out) != 0 {
+            failure = LMDBError(code: errno, operation: "fsync \(path)")
+        }
+        Glibc.close(out)
+        if let failure {
+            unlink(path)
+            throw failure
+        }
+    }
+}
+
+/// A value guarded by a lock, for handing a result between threads.
+final class LockedBox<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()  // guards `value`
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func get() -> T { lock.withLock { value } }
+    func set(_ newValue: T) { lock.withLock { value = newValue } }
+}

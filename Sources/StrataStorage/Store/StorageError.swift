@@ -43,6 +43,13 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A projection commit or state change lost a race (a reset, an update,
     /// another runner); nothing was written.
     case projectionConflict(name: String, reason: String)
+    case keyNotFound(id: String)
+    case keyExists(id: String)
+    /// The tenant is closed for maintenance (compaction, deletion, restore);
+    /// retry later.
+    case tenantBusy(name: String, reason: String)
+    /// A backup, restore or compaction could not read or write a file.
+    case fileOperation(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -73,6 +80,10 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .projectionExists(name): "projection '\(name)' already exists"
         case let .invalidProjection(name, reason): "projection '\(name)': \(reason)"
         case let .projectionConflict(name, reason): "projection '\(name)' changed meanwhile: \(reason)"
+        case let .keyNotFound(id): "API key '\(id)' not found"
+        case let .keyExists(id): "API key '\(id)' already exists"
+        case let .tenantBusy(name, reason): "tenant '\(name)' is unavailable: \(reason); retry later"
+        case let .fileOperation(path, reason): "\(path): \(reason)"
         }
     }
 }

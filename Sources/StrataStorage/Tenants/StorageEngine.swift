@@ -29,18 +29,28 @@ public struct StorageEngineOptions: Sendable {
 public final class StorageEngine: Sendable {
     public let options: StorageEngineOptions
 
-    private struct OpenTenant {
+    struct OpenTenant {
         let store: EventStore
         var leases: Int
         var lastUsed: ContinuousClock.Instant
     }
 
-    private struct State {
-        var open: [String: OpenTenant] = [:]
-        var closed = false
+    /// A tenant closed for maintenance: new leases fail with `refusal`;
+    /// `drained` is signalled whenever its last lease is released.
+    struct Exclusion {
+        let refusal: StorageError
+        let drained: DispatchSemaphore
     }
 
-    private let state = Mutex(State())
+    struct State {
+        var open: [String: OpenTenant] = [:]
+        var closed = false
+        var excluded: [String: Exclusion] = [:]
+        /// Per-tenant map sizes (quotas) that differ from `options.store.mapSize`.
+        var mapSizes: [String: Int] = [:]
+    }
+
+    let state = Mutex(State())
     // A Dispatch timer's methods are thread-safe; it is set once in init.
     private nonisolated(unsafe) let idleTimer: DispatchSourceTimer
 
@@ -115,6 +125,7 @@ public final class StorageEngine: Sendable {
     private func lease(_ name: String, create: Bool) throws(StorageError) -> TenantLease {
         let result: Result<EventStore, StorageError> = state.withLock { state in
             if state.closed { return .failure(.closed(tenant: name)) }
+            if let exclusion = state.excluded[name] { return .failure(exclusion.refusal) }
             if var entry = state.open[name] {
                 entry.leases += 1
                 entry.lastUsed = .now
@@ -126,12 +137,14 @@ public final class StorageEngine: Sendable {
                 return .failure(.tenantNotFound(name: name))
             }
             evictIfFull(&state)
+            var storeOptions = options.store
+            storeOptions.mapSize = state.mapSizes[name] ?? options.store.mapSize
             do {
-                let store = try EventStore(path: path, tenant: name, options: options.store)
+                let store = try EventStore(path: path, tenant: name, options: storeOptions)
                 state.open[name] = OpenTenant(store: store, leases: 1, lastUsed: .now)
                 return .success(store)
             } catch {
-                return .failure(EventStore.storageError(error, tenant: name, mapSize: options.store.mapSize))
+                return .failure(EventStore.storageError(error, tenant: name, mapSize: storeOptions.mapSize))
             }
         }
         return TenantLease(store: try result.get(), engine: self)
@@ -153,6 +166,7 @@ public final class StorageEngine: Sendable {
                 entry.leases -= 1
                 entry.lastUsed = .now
                 state.open[tenant] = entry
+                if entry.leases == 0 { state.excluded[tenant]?.drained.signal() }
             }
         }
     }

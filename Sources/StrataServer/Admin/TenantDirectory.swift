@@ -1,0 +1,261 @@
+import Foundation
+import StrataProjections
+import StrataStorage
+import StrataWire
+
+/// The tenants and keys of a server, and the operations that cross layers:
+/// the registry (system store), the tenants' environments (storage engine),
+/// their projections and the calls running on them.
+///
+/// Thread-safe: it owns no mutable state; the system store, the storage
+/// engine (which serializes maintenance per tenant through exclusions) and
+/// the projection manager each guard their own.
+public final class TenantDirectory: Sendable {
+    public let system: SystemStore
+    public let engine: StorageEngine
+    let projections: ProjectionManager
+    let calls: CallTerminator
+    public let backupDirectory: String
+    let log: @Sendable (String) -> Void
+    /// How long deletion and compaction wait for a tenant's calls to finish.
+    let drainTimeout: Duration
+
+    /// Smallest and largest per-tenant quotas accepted.
+    public static let quotaRange = (1 << 20)...(1 << 44)
+
+    public init(system: SystemStore, engine: StorageEngine, projections: ProjectionManager, calls: CallTerminator,
+                backupDirectory: String, drainTimeout: Duration = .seconds(10), log: @escaping @Sendable (String) -> Void) {
+        self.system = system
+        self.engine = engine
+        self.projections = projections
+        self.calls = calls
+        self.backupDirectory = backupDirectory
+        self.drainTimeout = drainTimeout
+        self.log = log
+    }
+
+    static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
+
+    // MARK: - Start-up
+
+    /// Reconciles the registry with the disk before serving: tenant
+    /// directories from before the registry existed are registered, leftovers
+    /// of an interrupted deletion or compaction are removed, and quotas are
+    /// handed to the storage engine. Returns one line per change made.
+    public func reconcile() throws(StorageError) -> [String] {
+        var notes: [String] = []
+        let tenantsPath = (engine.options.dataDirectory as NSString).appendingPathComponent("tenants")
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: tenantsPath)) ?? [] where entry.hasPrefix(".") {
+            try? FileManager.default.removeItem(atPath: (tenantsPath as NSString).appendingPathComponent(entry))
+            notes.append("removed \(entry), left by an interrupted deletion, compaction or restore")
+        }
+        let registered = try system.tenants()
+        let names = Set(registered.map(\.name))
+        for name in engine.listTenants() where !names.contains(name) {
+            try system.insertTenant(TenantRecord(name: name, createdAt: Self.now, maxSizeBytes: nil))
+            notes.append("registered tenant '\(name)' found on disk")
+        }
+        for record in registered {
+            if !engine.tenantExists(record.name) {
+                try system.removeTenant(record.name)
+                notes.append("unregistered tenant '\(record.name)': its directory is gone")
+                continue
+            }
+            engine.setQuota(record.name, bytes: record.maxSizeBytes)
+        }
+        return notes
+    }
+
+    // MARK: - Tenants
+
+    public func tenants() throws(StorageError) -> [TenantRecord] {
+        try system.tenants()
+    }
+
+    public func quota(of record: TenantRecord) -> Int {
+        record.maxSizeBytes ?? engine.options.store.mapSize
+    }
+
+    static func validateQuota(_ bytes: Int?) throws(RPCError) {
+        guard let bytes else { return }
+        guard quotaRange.contains(bytes) else {
+            throw .invalidArgument(field: "max_size_bytes", reason: "must be between \(quotaRange.lowerBound) (1 MiB) and \(quotaRange.upperBound) (16 TiB) bytes, not \(bytes)")
+        }
+    }
+
+    public func createTenant(_ name: String, maxSizeBytes: Int?) throws -> TenantRecord {
+        try TenantName.validate(name)
+        try Self.validateQuota(maxSizeBytes)
+        let record = TenantRecord(name: name, createdAt: Self.now, maxSizeBytes: maxSizeBytes)
+        try system.insertTenant(record)
+        engine.setQuota(name, bytes: maxSizeBytes)
+        do {
+            try engine.createTenant(name).release()
+        } catch {
+            try? system.removeTenant(name)
+            throw error
+        }
+        log("tenant '\(name)' created")
+        return record
+    }
+
+    public struct Deletion: Sendable {
+        public var callsEnded: Int
+        public var projectionsStopped: Int
+        public var keysRemoved: Int
+    }
+
+    /// Ends the tenant's streaming calls, stops its projections, waits for
+    /// its other calls, closes its environment, then removes its keys, its
+    /// registration and its files. If the tenant stays busy past the drain
+    /// timeout nothing is removed and it goes back into service.
+    public func deleteTenant(_ name: String) throws -> Deletion {
+        try TenantName.validate(name)
+        guard try system.tenant(name) != nil else { throw StorageError.tenantNotFound(name: name) }
+        let exclusion = try engine.exclude(name, refusal: .tenantNotFound(name: name))
+        let ended = calls.endCalls(onlyStreaming: true, error: RPCError(.notFound, "tenant '\(name)' was deleted")) { $0.tenant == name }
+        let stopped = projections.stop(tenant: name)
+        do {
+            try exclusion.closeWhenIdle(timeout: drainTimeout)
+        } catch {
+            exclusion.end()
+            try? projections.restart(tenant: name)
+            throw error
+        }
+        // Renamed first (atomic), so a crash from here on leaves a hidden
+        // directory that start-up removes, never half a tenant.
+        let path = engine.directory(of: name)
+        let doomed = (path as NSString).deletingLastPathComponent + "/.deleted-\(name)-\(UUID().uuidString)"
+        if rename(path, doomed) != 0 {
+            exclusion.end()
+            try? projections.restart(tenant: name)
+            throw StorageError.fileOperation(path: path, reason: "cannot remove: \(String(cString: strerror(errno)))")
+        }
+        let keys = (try? system.keys(tenant: name).count) ?? 0
+        try? system.removeTenant(name)
+        engine.setQuota(name, bytes: nil)
+        exclusion.end()
+        try? FileManager.default.removeItem(atPath: doomed)
+        log("tenant '\(name)' deleted (\(ended) streaming call(s) ended, \(stopped) projection(s) stopped, \(keys) key(s) removed)")
+        return Deletion(callsEnded: ended, projectionsStopped: stopped, keysRemoved: keys)
+    }
+
+    // MARK: - Maintenance
+
+    public func statistics(_ tenant: String) throws -> (TenantStatistics, [ProjectionStatus]) {
+        let lease = try engine.lease(tenant)
+        defer { lease.release() }
+        let statistics = try lease.store.statistics()
+        let running = try projections.runningEngine(for: tenant)?.list() ?? []
+        return (statistics, running)
+    }
+
+    /// Backup names: a directory under the backup directory, nothing else.
+    static func validateBackupName(_ name: String) throws(RPCError) {
+        let allowed = name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                || byte == 0x2d || byte == 0x5f || byte == 0x2e
+        }
+        guard !name.isEmpty, name.utf8.count <= 128, allowed, !name.hasPrefix(".") else {
+            throw .invalidArgument(field: "name", reason: "a backup name has 1 to 128 letters, digits, '-', '_' or '.', and does not start with '.'")
+        }
+    }
+
+    public func backupPath(_ name: String) -> String {
+        (backupDirectory as NSString).appendingPathComponent(name)
+    }
+
+    public func backup(_ tenant: String, name: String, progress: ProgressHandler) throws -> BackupManifest {
+        try Self.validateBackupName(name)
+        let lease = try engine.lease(tenant)
+        defer { lease.release() }
+        let manifest = try lease.store.backup(to: backupPath(name), progress: progress)
+        log("tenant '\(tenant)' backed up to \(backupPath(name)) (\(manifest.bytes) bytes)")
+        return manifest
+    }
+
+    /// Creates tenant `name` from backup `backup`, opens it (checking its
+    /// schema and rebuilding in-memory index state) and registers it.
+    public func restore(_ name: String, from backup: String, maxSizeBytes: Int?, progress: ProgressHandler) throws -> (TenantRecord, UInt64) {
+        try TenantName.validate(name)
+        try Self.validateBackupName(backup)
+        try Self.validateQuota(maxSizeBytes)
+        if try system.tenant(name) != nil || engine.tenantExists(name) { throw StorageError.tenantExists(name: name) }
+        let file = (backupPath(backup) as NSString).appendingPathComponent("data.mdb")
+        let exclusion = try engine.exclude(name, refusal: .tenantNotFound(name: name))
+        do {
+            try engine.restore(exclusion, from: file, progress: progress)
+        } catch {
+            exclusion.end()
+            throw error
+        }
+        exclusion.end()
+        engine.setQuota(name, bytes: maxSizeBytes)
+        let record = TenantRecord(name: name, createdAt: Self.now, maxSizeBytes: maxSizeBytes)
+        do {
+            try engine.lease(name).release()
+            try system.insertTenant(record)
+        } catch {
+            try? FileManager.default.removeItem(atPath: engine.directory(of: name))
+            engine.setQuota(name, bytes: nil)
+            throw error
+        }
+        try? projections.restart(tenant: name)
+        log("tenant '\(name)' restored from \(backupPath(backup))")
+        return (record, UInt64(StorageEngine.fileSize(file)))
+    }
+
+    public func verify(_ tenant: String, maxIssues: Int, progress: ProgressHandler) throws -> VerifyReport {
+        let lease = try engine.lease(tenant)
+        defer { lease.release() }
+        return try lease.store.verify(maxIssues: maxIssues, progress: progress)
+    }
+
+    /// Takes the tenant out of service (calls get UNAVAILABLE, subscriptions
+    /// are ended), compacts its file and puts it back.
+    public func compact(_ tenant: String, progress: ProgressHandler) throws -> (before: Int, after: Int) {
+        try TenantName.validate(tenant)
+        guard engine.tenantExists(tenant) else { throw StorageError.tenantNotFound(name: tenant) }
+        let exclusion = try engine.exclude(tenant, refusal: .tenantBusy(name: tenant, reason: "it is being compacted"))
+        defer {
+            exclusion.end()
+            try? projections.restart(tenant: tenant)
+        }
+        calls.endCalls(onlyStreaming: true, error: RPCError(.unavailable, "tenant '\(tenant)' is being compacted; resubscribe after your last position")) {
+            $0.tenant == tenant
+        }
+        projections.stop(tenant: tenant)
+        try exclusion.closeWhenIdle(timeout: drainTimeout)
+        let sizes = try engine.compact(exclusion, progress: progress)
+        log("tenant '\(tenant)' compacted: \(sizes.before) → \(sizes.after) bytes")
+        return sizes
+    }
+
+    // MARK: - Keys
+
+    public func createKey(_ tenant: String, role: Role, label: String) throws -> (KeyRecord, APIKey) {
+        guard label.utf8.count <= 200 else {
+            throw RPCError.invalidArgument(field: "label", reason: "at most 200 bytes")
+        }
+        let key = APIKey.generate()
+        let record = KeyRecord(id: key.id, tenant: tenant, role: role, label: label, secretHash: key.secretHash, createdAt: Self.now)
+        try system.insertKey(record)
+        log("key \(key.id) (\(role.rawValue)) created for tenant '\(tenant)'")
+        return (record, key)
+    }
+
+    public func keys(_ tenant: String) throws -> [KeyRecord] {
+        try system.keys(tenant: tenant)
+    }
+
+    /// Revokes a key: new calls fail at once, and its streaming calls on
+    /// every connection are ended with UNAUTHENTICATED before this returns.
+    public func revokeKey(_ tenant: String, id: String) throws -> KeyRecord {
+        let record = try system.revokeKey(id: id, tenant: tenant, at: Self.now)
+        let ended = calls.endCalls(onlyStreaming: true, error: RPCError(.unauthenticated, "API key \(id) was revoked")) {
+            $0.principal.keyID == id
+        }
+        log("key \(id) of tenant '\(tenant)' revoked (\(ended) streaming call(s) ended)")
+        return record
+    }
+}

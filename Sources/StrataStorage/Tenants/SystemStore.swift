@@ -1,0 +1,250 @@
+import Foundation
+
+/// What an API key may do in its tenant. Ordered: each role includes the
+/// ones before it.
+public enum Role: String, Codable, Sendable, CaseIterable, Comparable {
+    /// Read streams, subscribe, query history and projection state.
+    case read
+    /// Also append, delete streams and save snapshots.
+    case write
+    /// Also manage the tenant's projections and keys, and run its admin
+    /// commands (stats, backup, verify, compact).
+    case admin
+
+    private var rank: Int {
+        switch self {
+        case .read: 0
+        case .write: 1
+        case .admin: 2
+        }
+    }
+
+    public static func < (lhs: Role, rhs: Role) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// A tenant in the registry.
+public struct TenantRecord: Codable, Sendable, Equatable {
+    public var name: String
+    /// Nanoseconds since the epoch.
+    public var createdAt: Int64
+    /// The tenant's size quota in bytes (its LMDB map size); nil: the
+    /// server's `storage.map_size_mib`.
+    public var maxSizeBytes: Int?
+
+    public init(name: String, createdAt: Int64, maxSizeBytes: Int?) {
+        self.name = name
+        self.createdAt = createdAt
+        self.maxSizeBytes = maxSizeBytes
+    }
+}
+
+/// An API key as stored: never the secret, only its SHA-256.
+public struct KeyRecord: Codable, Sendable, Equatable {
+    /// The public half of the key, shown in listings and logs.
+    public var id: String
+    public var tenant: String
+    public var role: Role
+    /// A free-text note to tell keys apart ("billing service").
+    public var label: String
+    /// SHA-256 of the secret half.
+    public var secretHash: [UInt8]
+    public var createdAt: Int64
+    public var revokedAt: Int64?
+
+    public init(id: String, tenant: String, role: Role, label: String, secretHash: [UInt8], createdAt: Int64, revokedAt: Int64? = nil) {
+        self.id = id
+        self.tenant = tenant
+        self.role = role
+        self.label = label
+        self.secretHash = secretHash
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+    }
+}
+
+/// The system environment, `<data>/system/`: the tenant registry and the
+/// API keys. Small and rarely written, so every operation is one LMDB
+/// transaction and nothing is cached; LMDB's read transactions make a
+/// lookup per call cheap.
+///
+/// | database  | key           | value                 |
+/// |-----------|---------------|-----------------------|
+/// | `meta`    | setting name  | setting value         |
+/// | `tenants` | tenant name   | `TenantRecord` (JSON) |
+/// | `keys`    | key id        | `KeyRecord` (JSON)    |
+///
+/// Thread-safe: LMDB serializes writers and readers need no lock.
+public final class SystemStore: Sendable {
+    public let path: String
+    private let env: Environment
+    private let meta: Database
+    private let tenantsDB: Database
+    private let keysDB: Database
+
+    static let schemaVersion: UInt32 = 1
+
+    /// Opens (creating if needed) the system environment in `<data>/system/`.
+    public init(dataDirectory: String) throws(StorageError) {
+        let path = (dataDirectory as NSString).appendingPathComponent("system")
+        self.path = path
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            let env = try Environment(path: path, options: EnvironmentOptions(mapSize: 64 << 20, maxDatabases: 4, maxReaders: 126))
+            (meta, tenantsDB, keysDB) = try env.write { txn in
+                let meta = try txn.openDatabase("meta", flags: .create)
+                let key = Array("schema-version".utf8)
+                if let stored = try key.withUnsafeBytes({ try txn.borrowValue(meta, key: $0) }) {
+                    let version = stored.count == 4 ? UInt32(littleEndian: stored.loadUnaligned(as: UInt32.self)) : .max
+                    if version > Self.schemaVersion {
+                        throw StorageError.newerSchema(path: path, found: version, supported: Self.schemaVersion)
+                    }
+                } else {
+                    try key.withUnsafeBytes { k in
+                        try withUnsafeBytes(of: Self.schemaVersion.littleEndian) { try txn.put(meta, key: k, value: $0) }
+                    }
+                }
+                return (meta, try txn.openDatabase("tenants", flags: .create), try txn.openDatabase("keys", flags: .create))
+            }
+            self.env = env
+        } catch {
+            throw EventStore.storageError(error, tenant: "(system)", mapSize: 64 << 20)
+        }
+    }
+
+    public func close() { env.close() }
+
+    // MARK: - Tenants
+
+    public func tenants() throws(StorageError) -> [TenantRecord] {
+        try readAll(tenantsDB)
+    }
+
+    public func tenant(_ name: String) throws(StorageError) -> TenantRecord? {
+        try readOne(tenantsDB, key: name)
+    }
+
+    /// Registers a tenant; fails with `.tenantExists` if the name is taken.
+    public func insertTenant(_ record: TenantRecord) throws(StorageError) {
+        try mutate { txn throws in
+            if try Self.get(txn, tenantsDB, record.name) != nil { throw StorageError.tenantExists(name: record.name) }
+            try Self.put(txn, tenantsDB, record.name, record)
+        }
+    }
+
+    public func updateTenant(_ record: TenantRecord) throws(StorageError) {
+        try mutate { txn throws in
+            guard try Self.get(txn, tenantsDB, record.name) != nil else { throw StorageError.tenantNotFound(name: record.name) }
+            try Self.put(txn, tenantsDB, record.name, record)
+        }
+    }
+
+    /// Removes a tenant and every key of it, in one transaction.
+    public func removeTenant(_ name: String) throws(StorageError) {
+        let keys = try keys(tenant: name)
+        try mutate { txn throws in
+            for key in keys { try Self.delete(txn, keysDB, key.id) }
+            guard try Self.delete(txn, tenantsDB, name) else { throw StorageError.tenantNotFound(name: name) }
+        }
+    }
+
+    // MARK: - Keys
+
+    public func key(id: String) throws(StorageError) -> KeyRecord? {
+        try readOne(keysDB, key: id)
+    }
+
+    /// Every key of `tenant` (revoked ones too), oldest first.
+    public func keys(tenant: String) throws(StorageError) -> [KeyRecord] {
+        let all: [KeyRecord] = try readAll(keysDB)
+        return all.filter { $0.tenant == tenant }.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+    }
+
+    /// Stores a new key; its tenant must be registered.
+    public func insertKey(_ record: KeyRecord) throws(StorageError) {
+        try mutate { txn throws in
+            guard try Self.get(txn, tenantsDB, record.tenant) != nil else { throw StorageError.tenantNotFound(name: record.tenant) }
+            if try Self.get(txn, keysDB, record.id) != nil { throw StorageError.keyExists(id: record.id) }
+            try Self.put(txn, keysDB, record.id, record)
+        }
+    }
+
+    /// Marks a key of `tenant` revoked (idempotent: an already revoked key
+    /// keeps its first revocation time). A key of another tenant is
+    /// reported as not found.
+    public func revokeKey(id: String, tenant: String, at time: Int64) throws(StorageError) -> KeyRecord {
+        try mutate { txn throws in
+            guard let bytes = try Self.get(txn, keysDB, id), var record = try? JSONDecoder().decode(KeyRecord.self, from: Data(bytes)),
+                  record.tenant == tenant else {
+                throw StorageError.keyNotFound(id: id)
+            }
+            if record.revokedAt == nil {
+                record.revokedAt = time
+                try Self.put(txn, keysDB, id, record)
+            }
+            return record
+        }
+    }
+
+    // MARK: - Plumbing
+
+    private func mutate<R>(_ body: (borrowing WriteTransaction) throws -> R) throws(StorageError) -> R {
+        do {
+            return try env.write(body)
+        } catch {
+            throw EventStore.storageError(error, tenant: "(system)", mapSize: 64 << 20)
+        }
+    }
+
+    private func readOne<T: Decodable>(_ db: Database, key: String) throws(StorageError) -> T? {
+        do {
+            let bytes: [UInt8]? = try env.read { txn in
+                try Array(key.utf8).withUnsafeBytes { try txn.borrowValue(db, key: $0).map { Array($0) } }
+            }
+            guard let bytes else { return nil }
+            return try decode(T.self, bytes, key: key)
+        } catch {
+            throw EventStore.storageError(error, tenant: "(system)", mapSize: 64 << 20)
+        }
+    }
+
+    private func readAll<T: Decodable>(_ db: Database) throws(StorageError) -> [T] {
+        do {
+            let entries: [(String, [UInt8])] = try env.read { txn in
+                try txn.withCursor(db) { cursor in
+                    var out: [(String, [UInt8])] = []
+                    var entry = try cursor.first()
+                    while let current = entry {
+                        out.append((String(decoding: current.key, as: UTF8.self), Array(current.value)))
+                        entry = try cursor.next()
+                    }
+                    return out
+                }
+            }
+            return try entries.map { (key, bytes) throws in try decode(T.self, bytes, key: key) }
+        } catch {
+            throw EventStore.storageError(error, tenant: "(system)", mapSize: 64 << 20)
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], key: String) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch {
+            throw StorageError.corrupt(path: path, detail: "system record '\(key)' does not decode: \(error)")
+        }
+    }
+
+    private static func get(_ txn: borrowing WriteTransaction, _ db: Database, _ key: String) throws -> [UInt8]? {
+        try Array(key.utf8).withUnsafeBytes { try txn.borrowValue(db, key: $0).map { Array($0) } }
+    }
+
+    private static func put(_ txn: borrowing WriteTransaction, _ db: Database, _ key: String, _ value: some Encodable) throws {
+        let bytes = try JSONEncoder().encode(value)
+        try Array(key.utf8).withUnsafeBytes { k in try bytes.withUnsafeBytes { try txn.put(db, key: k, value: $0) } }
+    }
+
+    @discardableResult
+    private static func delete(_ txn: borrowing WriteTransaction, _ db: Database, _ key: String) throws -> Bool {
+        try Array(key.utf8).withUnsafeBytes { try txn.delete(db, key: $0) }
+    }
+}
