@@ -221,8 +221,9 @@ public final class TenantDirectory: Sendable {
             exclusion.end()
             try? projections.restart(tenant: tenant)
         }
+        // Every streaming call of the tenant but this compaction itself.
         calls.endCalls(onlyStreaming: true, error: RPCError(.unavailable, "tenant '\(tenant)' is being compacted; resubscribe after your last position")) {
-            $0.tenant == tenant
+            $0.tenant == tenant && $0.method != AdminMethod.compactTenant
         }
         projections.stop(tenant: tenant)
         try exclusion.closeWhenIdle(timeout: drainTimeout)
