@@ -70,6 +70,8 @@ struct ServeCommand: ParsableCommand {
         let server = StrataServer(configuration: settings.server, engine: engine, system: system, adminKey: adminKey ?? "",
                                   projections: projections, backupDirectory: settings.effectiveBackupDirectory,
                                   drainTimeout: settings.drainTimeout, log: log)
+        // The registry matches the disk and quotas are known before any call.
+        for note in try server.tenants?.reconcile() ?? [] { log(note) }
         let bound: UInt16
         do {
             bound = try server.start()
@@ -79,7 +81,6 @@ struct ServeCommand: ParsableCommand {
         }
         // Changed only once the port is ours, so a failed start leaves nothing behind.
         guard let tenants = server.tenants else { throw StartupError("server built without tenant administration") }
-        for note in try tenants.reconcile() { log(note) }
         if development {
             let devTenant = settings.developmentTenant
             if try system.tenant(devTenant) == nil {

@@ -80,12 +80,13 @@ final class ServerProcess {
     private let ownsDirectory: Bool
 
     /// A fresh temporary directory, or `directory` (kept) to restart on existing data.
-    init(directory: String? = nil, durability: String = "relaxed") throws {
+    init(directory: String? = nil, durability: String = "relaxed", environment: [String: String] = [:]) throws {
         self.directory = directory ?? NSTemporaryDirectory() + "strata-cli-test-\(UUID().uuidString)"
         ownsDirectory = directory == nil
         process.executableURL = strataBinary
         process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--data", self.directory, "--durability", durability]
         process.environment = ProcessInfo.processInfo.environment.merging(["STRATA_ADMIN_KEY": testAdminKey]) { $1 }
+            .merging(environment) { $1 }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

@@ -5,9 +5,9 @@ import StrataWire
 /// Checks every call's `authorization: Bearer <key>` against the server
 /// admin key and the API keys in the system store.
 ///
-/// Nothing is cached: each call looks its key up in the system store (an
-/// LMDB read, about a microsecond), so a revoked key or a deleted tenant
-/// fails from the very next call on every connection.
+/// Each call looks its key up in the system store, whose in-memory copy is
+/// updated by every change right after it commits, so a revoked key or a
+/// deleted tenant fails from the very next call on every connection.
 public struct KeyAuthorizer: CallAuthorizer {
     private let system: SystemStore
     /// SHA-256 of the server admin key.

@@ -8,8 +8,8 @@ import Synchronization
 struct BenchServerOptions: ParsableArguments {
     @Option(help: "Server address.") var host = "127.0.0.1"
     @Option(help: "Server port.") var port: UInt16 = 7070
-    @Option(help: "Tenant.") var tenant = "default"
-    @Option(help: "API key.") var apiKey = "bench"
+    @Option(help: "Tenant (env STRATA_TENANT).") var tenant = ProcessInfo.processInfo.environment["STRATA_TENANT"] ?? "default"
+    @Option(help: "API key with the write role (env STRATA_API_KEY).") var apiKey = ProcessInfo.processInfo.environment["STRATA_API_KEY"] ?? ""
 }
 
 /// Latencies from many tasks, merged under a lock.
