@@ -78,8 +78,8 @@ public nonisolated struct Strata_V1_CreateTenantRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// 1 to 64 characters: lowercase letters, digits, '-' and '_', starting
-  /// with a letter or digit.
+  /// 1 to 63 characters: lowercase letters, digits and '-', not starting or
+  /// ending with '-'.
   public var name: String = String()
 
   /// Size quota in bytes; 0: the server's default (storage.map_size_mib).
@@ -172,7 +172,8 @@ public nonisolated struct Strata_V1_RestoreTenantRequest: Sendable {
   /// The new tenant: it must not exist.
   public var name: String = String()
 
-  /// A backup name under the server's backup directory (as given to BackupTenant).
+  /// The backup as BackupResult.path gave it: "<tenant>/<backup name>". It
+  /// must be complete (its backup.json written).
   public var backup: String = String()
 
   /// Size quota in bytes; 0: the server's default.
@@ -252,7 +253,8 @@ public nonisolated struct Strata_V1_BackupTenantRequest: Sendable {
 
   /// A name for the backup: 1 to 128 characters of letters, digits, '-',
   /// '_', '.'; not starting with '.'. The backup is written to
-  /// <backup directory>/<name>/ on the server and must not exist yet.
+  /// <backup directory>/<tenant>/<name>/ on the server and must not exist
+  /// yet (ALREADY_EXISTS).
   public var name: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -372,7 +374,8 @@ public nonisolated struct Strata_V1_BackupResult: Sendable {
 
   public var name: String = String()
 
-  /// The path on the server.
+  /// "<tenant>/<name>": where it is under the server's backup directory,
+  /// and what RestoreTenant takes.
   public var path: String = String()
 
   public var bytes: UInt64 = 0

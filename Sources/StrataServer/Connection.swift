@@ -275,7 +275,8 @@ final class Connection: @unchecked Sendable {
         let context = CallContext(method: headers.method, tenant: tenant, metadata: headers.metadata,
                                   requestID: headers.metadata[MetadataKey.requestID], deadline: deadline, peer: peer,
                                   principal: principal)
-        let call = ServerCall(id: callID, handler: handler, context: context, initialWindow: peerInitialWindow)
+        let call = ServerCall(id: callID, handler: handler, context: context, permission: route.permission,
+                              initialWindow: peerInitialWindow)
         calls[callID] = call
         if timeoutMs > 0 {
             deadlines.add(callID, deadline: .now() + .milliseconds(Int(timeoutMs)))
@@ -288,6 +289,17 @@ final class Connection: @unchecked Sendable {
             try call.lifecycle.request(endStream: frame.flags.contains(.endStream))
         } catch {
             finish(call.id, RPCError(.invalidArgument, error.description))
+            return
+        }
+        // The key is checked again now that the call is about to run: one
+        // revoked (or whose tenant was deleted) after the HEADERS arrived
+        // must not run it. A lookup in the key store's memory, so cheap.
+        do {
+            _ = try env.authorizer.authorize(method: call.context.method, permission: call.permission,
+                                             tenant: call.context.tenant.isEmpty ? nil : call.context.tenant,
+                                             metadata: call.context.metadata)
+        } catch {
+            finish(call.id, error)
             return
         }
         switch call.handler {

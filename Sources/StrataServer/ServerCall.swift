@@ -6,14 +6,17 @@ final class ServerCall {
     let id: UInt32
     let handler: MethodHandler
     let context: CallContext
+    /// What the method needs; checked again when the request arrives.
+    let permission: Permission
     /// The protocol state shared with the client's implementation: request
     /// received or not, credit left, ended.
     var lifecycle: CallLifecycle
     /// The running server-streaming source; nil for unary calls and once ended.
     var source: (any ServerStreamSource)?
 
-    init(id: UInt32, handler: MethodHandler, context: CallContext, initialWindow: Int) {
+    init(id: UInt32, handler: MethodHandler, context: CallContext, permission: Permission, initialWindow: Int) {
         self.id = id
+        self.permission = permission
         self.handler = handler
         self.context = context
         let kind: CallLifecycle.Kind = switch handler {

@@ -115,6 +115,10 @@ extension RPCError {
             self.init(.unavailable, error.description)
         case .fileOperation:
             self.init(.internal, error.description)
+        case .backupExists:
+            self.init(.alreadyExists, error.description)
+        case .backupNotFound:
+            self.init(.notFound, error.description)
         }
     }
 

@@ -116,7 +116,7 @@ struct TenantCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Back a tenant up on the server while writes go on (a consistent, compacted copy).")
         @Argument(help: "Tenant name (default: --tenant).") var name: String?
-        @Option(help: "Backup name: written to <backup directory>/<name>/ on the server.") var to: String
+        @Option(help: "Backup name: written to <backup directory>/<tenant>/<name>/ on the server.") var to: String
         @OptionGroup var connection: ConnectionOptions
 
         func run() async throws {
@@ -129,8 +129,8 @@ struct TenantCommand: AsyncParsableCommand {
                 if connection.json {
                     printJSON(["backup": result.name, "path": result.path, "bytes": result.bytes, "headPositionAtLeast": result.headPositionAtLeast])
                 } else {
-                    print("backed up to \(result.path) (\(formatBytes(result.bytes)); every event up to position \(result.headPositionAtLeast) at least)")
-                    print("restore with: strata tenant restore <new-name> --from \(result.name)")
+                    print("backed up as \(result.path) in the server's backup directory (\(formatBytes(result.bytes)); every event up to position \(result.headPositionAtLeast) at least)")
+                    print("restore with: strata tenant restore <new-name> --from \(result.path)")
                 }
             }
         }
@@ -139,7 +139,7 @@ struct TenantCommand: AsyncParsableCommand {
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a tenant from a backup taken by `strata tenant backup`.")
         @Argument(help: "The new tenant's name (it must not exist).") var name: String
-        @Option(help: "Backup name, as given to `tenant backup --to`.") var from: String
+        @Option(help: "The backup as `tenant backup` printed it: <tenant>/<backup name>.") var from: String
         @Option(help: "Size quota in MiB (default: the server's storage.map_size_mib).") var maxSizeMib: UInt64?
         @OptionGroup var connection: ConnectionOptions
 

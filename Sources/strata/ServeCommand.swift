@@ -121,6 +121,9 @@ struct ServeCommand: ParsableCommand {
         // Projections commit what they have handled before the stores close.
         projections.stopAll()
         engine.close()
+        // The system store stays open until the process exits: an admin
+        // call still finishing on a Dispatch queue may use it, and every
+        // change to it is already committed.
         print("strata: stopped")
     }
 }

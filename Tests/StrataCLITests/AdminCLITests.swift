@@ -43,9 +43,10 @@ struct AdminCLITests {
 
         let backup = try strata(["tenant", "backup", "shop", "--to", "shop-1"] + connection)
         #expect(backup.status == 0, "\(backup.stderr)")
-        #expect(backup.stdout.hasPrefix("backed up to \(server.directory)/backups/shop-1"), "\(backup.stdout)")
+        #expect(backup.stdout.hasPrefix("backed up as shop/shop-1"), "\(backup.stdout)")
+        #expect(FileManager.default.fileExists(atPath: server.directory + "/backups/shop/shop-1/backup.json"))
         #expect(backup.stderr.contains("copying"), "progress bar: \(backup.stderr)")
-        let restored = try strata(["tenant", "restore", "shop-copy", "--from", "shop-1"] + connection)
+        let restored = try strata(["tenant", "restore", "shop-copy", "--from", "shop/shop-1"] + connection)
         #expect(restored.status == 0, "\(restored.stderr)")
         let verified = try #require(try strata(["tenant", "verify", "shop-copy", "--json"] + connection).jsonLines().first)
         #expect(verified["consistent"] as? Bool == true)

@@ -80,7 +80,8 @@ final class ServerFixture: Sendable {
         server.shutdown()
         projectionManager.stopAll()
         engine.close()
-        system.close()
+        // The system store closes when its last user lets go of it: an admin
+        // operation may still be finishing on a Dispatch queue.
     }
 
     deinit {

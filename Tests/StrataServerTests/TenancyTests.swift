@@ -136,6 +136,19 @@ struct TenancyTests {
         // The same open connection: the next call is refused.
         let refused = await #expect(throws: StrataClient.Error.self) { _ = try await reader.streamInfo("s") }
         #expect(refused?.code == .unauthenticated)
+        // A call whose HEADERS arrived before the revocation and whose request
+        // arrives after it is refused too.
+        let second = try fixture.key(.read)
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        var headers = Strata_V1_CallHeaders()
+        headers.method = StreamsMethod.subscribe
+        headers.metadata = [MetadataKey.tenant: "acme", MetadataKey.authorization: "Bearer \(second)"]
+        try raw.send(.headers, callID: 1, headers)
+        _ = try await admin.revokeKey(try #require(APIKey(parsing: second)).id)
+        try raw.send(.message, flags: .endStream, callID: 1, request)
+        let late = try trailers(raw.read(until: .trailers, callID: 1))
+        #expect(late?.code == StatusCode.unauthenticated.rawValue, "\(String(describing: late))")
         // Listing shows the key revoked, never a secret.
         let listed = try await admin.keys().first { $0.id == keyID }
         #expect(listed?.revokedAt != nil)
@@ -187,15 +200,17 @@ struct TenancyTests {
         let head = try await client.tenantStats().headPosition
         #expect(backup.headPositionAtLeast >= 100)
         #expect(backup.bytes > 0)
-        #expect(FileManager.default.fileExists(atPath: backup.path + "/data.mdb"))
-        #expect(FileManager.default.fileExists(atPath: backup.path + "/backup.json"))
+        #expect(backup.path == "acme/during-appends")
+        let backupDirectory = fixture.tenants.backupPath(tenant: "acme", name: "during-appends")
+        #expect(FileManager.default.fileExists(atPath: backupDirectory + "/data.mdb"))
+        #expect(FileManager.default.fileExists(atPath: backupDirectory + "/backup.json"))
         #expect(progress.all.last?.unit == "bytes")
         #expect(progress.all.last.map { $0.done > 0 } == true)
 
         let restoreProgress = ProgressLog()
-        let restored = try await client.restoreTenant("acme-copy", fromBackup: "during-appends") { restoreProgress.add($0) }
+        let restored = try await client.restoreTenant("acme-copy", fromBackup: backup.path) { restoreProgress.add($0) }
         #expect(restored.name == "acme-copy")
-        #expect(restoreProgress.all.last?.done == UInt64(StorageEngine.fileSize(backup.path + "/data.mdb")))
+        #expect(restoreProgress.all.last?.done == UInt64(StorageEngine.fileSize(backupDirectory + "/data.mdb")))
         let copy = try await fixture.client(tenant: "acme-copy")
         defer { copy.close() }
         let verified = try await copy.verifyTenant()
@@ -209,10 +224,16 @@ struct TenancyTests {
         #expect(copied.map(\.position) == Array(1...UInt64(copied.count)))
         // The restored tenant takes writes, and an existing name is refused.
         _ = try await copy.append(to: "after-restore", events: events(1))
-        let again = await #expect(throws: StrataClient.Error.self) { _ = try await client.restoreTenant("acme-copy", fromBackup: "during-appends") }
+        let again = await #expect(throws: StrataClient.Error.self) { _ = try await client.restoreTenant("acme-copy", fromBackup: backup.path) }
         #expect(again?.code == .alreadyExists)
         let sameName = await #expect(throws: StrataClient.Error.self) { _ = try await client.backupTenant(name: "during-appends") }
-        #expect(sameName?.code == .internal || sameName?.code == .alreadyExists)
+        #expect(sameName?.code == .alreadyExists)
+        // A backup without its backup.json (partial, or not one) is not restorable.
+        try FileManager.default.createDirectory(atPath: fixture.tenants.backupPath(tenant: "acme", name: "partial"), withIntermediateDirectories: true)
+        let partial = await #expect(throws: StrataClient.Error.self) { _ = try await client.restoreTenant("from-partial", fromBackup: "acme/partial") }
+        #expect(partial?.code == .notFound)
+        let unqualified = await #expect(throws: StrataClient.Error.self) { _ = try await client.restoreTenant("x", fromBackup: "during-appends") }
+        #expect(unqualified?.code == .invalidArgument)
         let escape = await #expect(throws: StrataClient.Error.self) { _ = try await client.backupTenant(name: "../outside") }
         #expect(escape?.code == .invalidArgument)
     }

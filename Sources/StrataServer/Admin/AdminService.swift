@@ -26,7 +26,8 @@ public struct AdminService: Sendable {
             return Self.info(record, tenants)
         }
         unary(&router, AdminMethod.listTenants, .serverAdmin, Strata_V1_ListTenantsRequest.self) { _, _ in
-            Strata_V1_ListTenantsResponse.with { $0.tenants = ((try? tenants.tenants()) ?? []).map { Self.info($0, tenants) } }
+            let records = try tenants.tenants()
+            return Strata_V1_ListTenantsResponse.with { $0.tenants = records.map { Self.info($0, tenants) } }
         }
         unary(&router, AdminMethod.deleteTenant, .serverAdmin, Strata_V1_DeleteTenantRequest.self) { request, _ in
             guard request.confirm == request.name else {
@@ -76,7 +77,8 @@ public struct AdminService: Sendable {
             return Strata_V1_OperationUpdate.with {
                 $0.backup = .with {
                     $0.name = request.name
-                    $0.path = tenants.backupPath(request.name)
+                    // Relative to the server's backup directory: what restore takes.
+                    $0.path = "\(context.tenant)/\(request.name)"
                     $0.bytes = manifest.bytes
                     $0.headPositionAtLeast = manifest.headPositionAtLeast
                 }
@@ -123,7 +125,8 @@ public struct AdminService: Sendable {
             }
         }
         unary(&router, AdminMethod.listKeys, .tenant(.admin), Strata_V1_ListKeysRequest.self) { _, context in
-            Strata_V1_ListKeysResponse.with { $0.keys = ((try? tenants.keys(context.tenant)) ?? []).map(Self.info) }
+            let records = try tenants.keys(context.tenant)
+            return Strata_V1_ListKeysResponse.with { $0.keys = records.map(Self.info) }
         }
         unary(&router, AdminMethod.revokeKey, .tenant(.admin), Strata_V1_RevokeKeyRequest.self) { request, context in
             Self.info(try tenants.revokeKey(context.tenant, id: request.id))

@@ -131,8 +131,17 @@ public final class TenantDirectory: Sendable {
             try? projections.restart(tenant: name)
             throw StorageError.fileOperation(path: path, reason: "cannot remove: \(String(cString: strerror(errno)))")
         }
-        let keys = (try? system.keys(tenant: name).count) ?? 0
-        try? system.removeTenant(name)
+        StorageEngine.syncDirectory((path as NSString).deletingLastPathComponent)
+        // Keys and registration go in one transaction. Should it fail, the
+        // files are already out of the way: the next start-up unregisters a
+        // tenant whose directory is gone.
+        let keys: Int
+        do {
+            keys = try system.removeTenant(name)
+        } catch {
+            exclusion.end()
+            throw error
+        }
         engine.setQuota(name, bytes: nil)
         exclusion.end()
         try? FileManager.default.removeItem(atPath: doomed)
@@ -161,47 +170,60 @@ public final class TenantDirectory: Sendable {
         }
     }
 
-    public func backupPath(_ name: String) -> String {
-        (backupDirectory as NSString).appendingPathComponent(name)
+    /// Backups live under `<backup directory>/<tenant>/<name>/`, so one
+    /// tenant can neither take nor read another's backup names.
+    public func backupPath(tenant: String, name: String) -> String {
+        ((backupDirectory as NSString).appendingPathComponent(tenant) as NSString).appendingPathComponent(name)
     }
 
     public func backup(_ tenant: String, name: String, progress: ProgressHandler) throws -> BackupManifest {
         try Self.validateBackupName(name)
         let lease = try engine.lease(tenant)
         defer { lease.release() }
-        let manifest = try lease.store.backup(to: backupPath(name), progress: progress)
-        log("tenant '\(tenant)' backed up to \(backupPath(name)) (\(manifest.bytes) bytes)")
+        let path = backupPath(tenant: tenant, name: name)
+        let manifest = try lease.store.backup(to: path, progress: progress)
+        log("tenant '\(tenant)' backed up to \(path) (\(manifest.bytes) bytes)")
         return manifest
     }
 
-    /// Creates tenant `name` from backup `backup`, opens it (checking its
-    /// schema and rebuilding in-memory index state) and registers it.
-    public func restore(_ name: String, from backup: String, maxSizeBytes: Int?, progress: ProgressHandler) throws -> (TenantRecord, UInt64) {
+    /// Creates tenant `name` from backup `source` ("<tenant>/<backup name>",
+    /// as BackupTenant reported it). Everything happens while the new name
+    /// is excluded, so no call can open it before it is complete and
+    /// registered: the files are copied, opened once directly (checking
+    /// the schema and rebuilding in-memory index state), then registered.
+    public func restore(_ name: String, from source: String, maxSizeBytes: Int?, progress: ProgressHandler) throws -> (TenantRecord, UInt64) {
         try TenantName.validate(name)
-        try Self.validateBackupName(backup)
-        try Self.validateQuota(maxSizeBytes)
-        if try system.tenant(name) != nil || engine.tenantExists(name) { throw StorageError.tenantExists(name: name) }
-        let file = (backupPath(backup) as NSString).appendingPathComponent("data.mdb")
-        let exclusion = try engine.exclude(name, refusal: .tenantNotFound(name: name))
-        do {
-            try engine.restore(exclusion, from: file, progress: progress)
-        } catch {
-            exclusion.end()
-            throw error
+        let parts = source.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2, (try? TenantName.validate(parts[0])) != nil else {
+            throw RPCError.invalidArgument(field: "backup", reason: "name a backup as '<tenant>/<backup name>', as `tenant backup` printed it")
         }
-        exclusion.end()
+        try Self.validateBackupName(parts[1])
+        try Self.validateQuota(maxSizeBytes)
+        let directory = backupPath(tenant: parts[0], name: parts[1])
+        // backup.json is written last: without it the backup is partial.
+        guard FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("backup.json")) else {
+            throw StorageError.backupNotFound(name: source)
+        }
+        if try system.tenant(name) != nil || engine.tenantExists(name) { throw StorageError.tenantExists(name: name) }
+        let exclusion = try engine.exclude(name, refusal: .tenantNotFound(name: name))
+        defer { exclusion.end() }
+        let file = (directory as NSString).appendingPathComponent("data.mdb")
+        try engine.restore(exclusion, from: file, progress: progress)
         engine.setQuota(name, bytes: maxSizeBytes)
         let record = TenantRecord(name: name, createdAt: Self.now, maxSizeBytes: maxSizeBytes)
         do {
-            try engine.lease(name).release()
+            let store = try EventStore(path: engine.directory(of: name), tenant: name, options: engine.storeOptions(for: name))
+            store.close()
             try system.insertTenant(record)
         } catch {
+            // Nothing opened the tenant through the engine (it is excluded).
             try? FileManager.default.removeItem(atPath: engine.directory(of: name))
             engine.setQuota(name, bytes: nil)
             throw error
         }
+        exclusion.end()
         try? projections.restart(tenant: name)
-        log("tenant '\(name)' restored from \(backupPath(backup))")
+        log("tenant '\(name)' restored from \(directory)")
         return (record, UInt64(StorageEngine.fileSize(file)))
     }
 

@@ -45,18 +45,24 @@ extension EventStore {
     }
 
     /// Writes a consistent, compacted copy of the tenant into `directory`
-    /// (created; it must not exist): `data.mdb`, which a tenant directory
-    /// can open as is, and `backup.json`. Appends go on meanwhile; the copy
-    /// is the log as of one moment. Cancelling (progress returning false)
-    /// removes the directory.
+    /// (created here; it must not exist): `data.mdb`, which a tenant
+    /// directory can open as is, then `backup.json`, which marks the backup
+    /// complete. Appends go on meanwhile; the copy is the log as of one
+    /// moment. On failure or cancellation (progress returning false) the
+    /// directory is removed.
     public func backup(to directory: String, progress: ProgressHandler) throws(StorageError) -> BackupManifest {
-        if FileManager.default.fileExists(atPath: directory) {
-            throw .fileOperation(path: directory, reason: "already exists; choose a new backup name")
-        }
+        let name = (directory as NSString).lastPathComponent
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: (directory as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
         } catch {
-            throw .fileOperation(path: directory, reason: "cannot create: \(error.localizedDescription)")
+            throw .fileOperation(path: "backup '\(name)'", reason: "cannot create its directory: \(error.localizedDescription)")
+        }
+        // mkdir(2) claims the name atomically: of two backups with the same
+        // name, one fails here and removes nothing of the other's.
+        if mkdir(directory, 0o750) != 0 {
+            if errno == EEXIST { throw .backupExists(name: name) }
+            throw .fileOperation(path: "backup '\(name)'", reason: "cannot create: \(String(cString: strerror(errno)))")
         }
         let head = try headPosition()
         let estimate = UInt64(try usage().usedBytes)
@@ -69,8 +75,8 @@ extension EventStore {
             }
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
-            if error is CancellationError { throw .fileOperation(path: directory, reason: "backup cancelled; nothing was kept") }
-            throw .fileOperation(path: directory, reason: "backup failed, nothing was kept: \(error)")
+            if error is CancellationError { throw .fileOperation(path: "backup '\(name)'", reason: "backup cancelled; nothing was kept") }
+            throw .fileOperation(path: "backup '\(name)'", reason: "backup failed, nothing was kept: \(error)")
         }
         let manifest = BackupManifest(tenant: tenant, createdAt: Int64(Date().timeIntervalSince1970 * 1e9),
                                       headPositionAtLeast: head, schemaVersion: TenantDatabases.schemaVersion,
@@ -78,10 +84,10 @@ extension EventStore {
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(manifest).write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("backup.json")))
+            try encoder.encode(manifest).write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent("backup.json")), options: .atomic)
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
-            throw .fileOperation(path: directory, reason: "cannot write backup.json: \(error.localizedDescription)")
+            throw .fileOperation(path: "backup '\(name)'", reason: "cannot write backup.json: \(error.localizedDescription)")
         }
         return manifest
     }

@@ -43,14 +43,10 @@ extension EventStore {
     /// and the time index, each of those back against the log, and
     /// projection checkpoints and snapshots against the head.
     public func verify(maxIssues: Int = 1000, progress: ProgressHandler) throws(StorageError) -> VerifyReport {
-        do {
-            return try withRead { txn in
-                var verifier = Verifier(maxIssues: maxIssues)
-                try verifier.run(self, txn, progress: progress)
-                return verifier.report
-            }
-        } catch is CancellationError {
-            throw .fileOperation(path: path, reason: "verify cancelled")
+        try withRead { txn in
+            var verifier = Verifier(maxIssues: maxIssues)
+            try verifier.run(self, txn, progress: progress)
+            return verifier.report
         }
     }
 }
@@ -75,7 +71,10 @@ private struct Verifier {
         report.headPosition = head
         let total = head
         func tick(_ phase: String, _ done: UInt64, _ total: UInt64, _ unit: String) throws {
-            if !progress(OperationProgress(phase: phase, done: done, total: total, unit: unit)) { throw CancellationError() }
+            // A StorageError passes through `withRead` unchanged.
+            if !progress(OperationProgress(phase: phase, done: done, total: total, unit: unit)) {
+                throw StorageError.fileOperation(path: store.tenant, reason: "verify cancelled")
+            }
         }
 
         // Streams: name ↔ number.

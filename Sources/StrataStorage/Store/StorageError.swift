@@ -48,6 +48,10 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The tenant is closed for maintenance (compaction, deletion, restore);
     /// retry later.
     case tenantBusy(name: String, reason: String)
+    case backupExists(name: String)
+    /// No complete backup of that name (a backup is complete once its
+    /// `backup.json` is written).
+    case backupNotFound(name: String)
     /// A backup, restore or compaction could not read or write a file.
     case fileOperation(path: String, reason: String)
 
@@ -84,6 +88,8 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .keyExists(id): "API key '\(id)' already exists"
         case let .tenantBusy(name, reason): "tenant '\(name)' is unavailable: \(reason); retry later"
         case let .fileOperation(path, reason): "\(path): \(reason)"
+        case let .backupExists(name): "backup '\(name)' already exists; choose a new name"
+        case let .backupNotFound(name): "no complete backup '\(name)'"
         }
     }
 }

@@ -120,6 +120,9 @@ public final class SystemStore: Sendable {
         }
     }
 
+    /// Closes the environment at once. Only for single-threaded tools and
+    /// tests: the server lets it close when the last reference goes, since
+    /// an admin call may still be finishing.
     public func close() { env.close() }
 
     // MARK: - Tenants
@@ -147,16 +150,32 @@ public final class SystemStore: Sendable {
         }
     }
 
-    /// Removes a tenant and every key of it, in one transaction.
-    public func removeTenant(_ name: String) throws(StorageError) {
-        let keys = try keys(tenant: name)
-        try mutate { txn throws in
-            for key in keys { try Self.delete(txn, keysDB, key.id) }
+    /// Removes a tenant and every key of it, in one transaction (keys are
+    /// found inside it, so one created meanwhile goes too). Returns how many
+    /// keys were removed.
+    @discardableResult
+    public func removeTenant(_ name: String) throws(StorageError) -> Int {
+        let removed = try mutate { txn throws -> Int in
+            let doomed: [String] = try txn.withCursor(keysDB) { cursor in
+                var ids: [String] = []
+                var entry = try cursor.first()
+                while let current = entry {
+                    // A record that does not decode is kept: never guessed at.
+                    if let record = try? JSONDecoder().decode(KeyRecord.self, from: Data(current.value)), record.tenant == name {
+                        ids.append(record.id)
+                    }
+                    entry = try cursor.next()
+                }
+                return ids
+            }
+            for id in doomed { try Self.delete(txn, keysDB, id) }
             guard try Self.delete(txn, tenantsDB, name) else { throw StorageError.tenantNotFound(name: name) }
+            return doomed.count
         }
         keyCache.withLock { cache in
-            for key in keys { cache[key.id] = nil }
+            cache = cache.filter { $0.value.tenant != name }
         }
+        return removed
     }
 
     // MARK: - Keys

@@ -160,10 +160,27 @@ extension StorageEngine {
             }
             // The directory appears under its name only once complete.
             try FileManager.default.moveItem(atPath: scratch, toPath: path)
+            Self.syncDirectory((path as NSString).deletingLastPathComponent)
         } catch {
             try? FileManager.default.removeItem(atPath: scratch)
             throw .fileOperation(path: backupFile, reason: "restore failed, nothing was created: \(error)")
         }
+    }
+
+    /// fsyncs a directory, so a rename or creation inside it survives a
+    /// power loss (the file's own fsync does not cover its name).
+    public static func syncDirectory(_ path: String) {
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        Glibc.close(fd)
+    }
+
+    /// The options a tenant's store opens with (its quota as map size).
+    public func storeOptions(for tenant: String) -> EventStoreOptions {
+        var store = options.store
+        store.mapSize = quota(of: tenant)
+        return store
     }
 
     public static func fileSize(_ path: String) -> Int {
