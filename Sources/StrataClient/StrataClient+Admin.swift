@@ -146,7 +146,19 @@ extension StrataClient {
         return (Int(response.callsEnded), Int(response.projectionsStopped), Int(response.keysRemoved))
     }
 
-    /// Creates tenant `name` from the server-side backup `backup`.
+    /// Changes a tenant's size quota (0: the server's default). The tenant
+    /// is briefly unavailable while its environment reopens.
+    public func setTenantQuota(_ name: String, maxSizeBytes: UInt64, timeout: Duration? = nil) async throws(StrataClient.Error) -> TenantInfo {
+        let request = Strata_V1_SetTenantQuotaRequest.with {
+            $0.name = name
+            $0.maxSizeBytes = maxSizeBytes
+        }
+        let response: Strata_V1_TenantInfo = try await unary(AdminMethod.setTenantQuota, request, timeout: timeout)
+        return TenantInfo(response)
+    }
+
+    /// Creates tenant `name` from the server-side backup `backup`
+    /// (`"<tenant>/<backup name>"`, as `BackupResult.path` gives it).
     public func restoreTenant(_ name: String, fromBackup backup: String, maxSizeBytes: UInt64 = 0, timeout: Duration? = nil,
                               progress: @Sendable (OperationProgress) -> Void = { _ in }) async throws(StrataClient.Error) -> TenantInfo {
         let request = Strata_V1_RestoreTenantRequest.with {

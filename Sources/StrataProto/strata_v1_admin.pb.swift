@@ -130,6 +130,21 @@ public nonisolated struct Strata_V1_ListTenantsResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Strata_V1_SetTenantQuotaRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// Bytes, 1 MiB to 16 TiB; 0: the server's default (storage.map_size_mib).
+  public var maxSizeBytes: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Strata_V1_DeleteTenantRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -692,6 +707,41 @@ nonisolated extension Strata_V1_ListTenantsResponse: SwiftProtobuf.Message, Swif
 
   public static func ==(lhs: Strata_V1_ListTenantsResponse, rhs: Strata_V1_ListTenantsResponse) -> Bool {
     if lhs.tenants != rhs.tenants {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Strata_V1_SetTenantQuotaRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetTenantQuotaRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}max_size_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.maxSizeBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.maxSizeBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.maxSizeBytes, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Strata_V1_SetTenantQuotaRequest, rhs: Strata_V1_SetTenantQuotaRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.maxSizeBytes != rhs.maxSizeBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

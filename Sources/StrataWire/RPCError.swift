@@ -67,6 +67,7 @@ public enum AdminMethod {
     public static let createTenant = "/strata.v1.Admin/CreateTenant"
     public static let listTenants = "/strata.v1.Admin/ListTenants"
     public static let deleteTenant = "/strata.v1.Admin/DeleteTenant"
+    public static let setTenantQuota = "/strata.v1.Admin/SetTenantQuota"
     public static let restoreTenant = "/strata.v1.Admin/RestoreTenant"
     public static let getTenantStats = "/strata.v1.Admin/GetTenantStats"
     public static let backupTenant = "/strata.v1.Admin/BackupTenant"

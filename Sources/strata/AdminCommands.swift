@@ -9,10 +9,10 @@ struct TenantCommand: AsyncParsableCommand {
         commandName: "tenant",
         abstract: "Create, list, delete, inspect, back up, restore, verify and compact tenants.",
         discussion: """
-        create, list, delete and restore need the server admin key (--api-key, or STRATA_ADMIN_KEY); \
+        create, list, set-quota, delete and restore need the server admin key (--api-key, or STRATA_ADMIN_KEY); \
         stats, backup, verify and compact need an admin key of that tenant or the server admin key.
         """,
-        subcommands: [Create.self, List.self, Delete.self, Stats.self, Backup.self, Restore.self, Verify.self, Compact.self]
+        subcommands: [Create.self, List.self, SetQuota.self, Delete.self, Stats.self, Backup.self, Restore.self, Verify.self, Compact.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -46,6 +46,25 @@ struct TenantCommand: AsyncParsableCommand {
                     if connection.json { printJSON(TenantCommand.object(info)) } else {
                         print("\(info.name)\tquota \(formatBytes(info.maxSizeBytes))\tcreated \(formatTime(info.createdAt))")
                     }
+                }
+            }
+        }
+    }
+
+    struct SetQuota: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-quota", abstract: "Change a tenant's size quota (it is briefly unavailable while it reopens).")
+        @Argument(help: "Tenant name.") var name: String
+        @Option(help: "New quota in MiB; 0: the server's storage.map_size_mib.") var maxSizeMib: UInt64
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() async throws {
+            try await runClient {
+                let client = try await connection.connect(asServerAdmin: true)
+                defer { client.close() }
+                let info = try await client.setTenantQuota(name, maxSizeBytes: maxSizeMib << 20)
+                if connection.json { printJSON(TenantCommand.object(info)) } else {
+                    print("tenant '\(info.name)' quota is now \(formatBytes(info.maxSizeBytes))")
                 }
             }
         }

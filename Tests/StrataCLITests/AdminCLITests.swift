@@ -20,9 +20,11 @@ struct AdminCLITests {
 
         let created = try strata(["tenant", "create", "shop", "--max-size-mib", "16"] + connection)
         #expect(created.status == 0, "\(created.stderr)")
+        let quota = try strata(["tenant", "set-quota", "shop", "--max-size-mib", "32"] + connection)
+        #expect(quota.stdout == "tenant 'shop' quota is now 32.0 MiB\n", "\(quota.stdout) \(quota.stderr)")
         let listed = try strata(["tenant", "list", "--json"] + connection).jsonLines()
         #expect(listed.compactMap { $0["name"] as? String } == ["default", "shop"])
-        #expect(listed.last?["maxSizeBytes"] as? Int == 16 << 20)
+        #expect(listed.last?["maxSizeBytes"] as? Int == 32 << 20)
         let notServerAdmin = try strata(["tenant", "list"] + connection, environment: asDev)
         #expect(notServerAdmin.stderr.hasPrefix("strata: PERMISSION_DENIED"), "\(notServerAdmin.stderr)")
 
@@ -39,7 +41,7 @@ struct AdminCLITests {
 
         let stats = try #require(try strata(["tenant", "stats", "shop", "--json"] + connection).jsonLines().first)
         #expect(stats["events"] as? Int == 1)
-        #expect(stats["maxSizeBytes"] as? Int == 16 << 20)
+        #expect(stats["maxSizeBytes"] as? Int == 32 << 20)
 
         let backup = try strata(["tenant", "backup", "shop", "--to", "shop-1"] + connection)
         #expect(backup.status == 0, "\(backup.stderr)")

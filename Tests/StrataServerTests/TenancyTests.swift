@@ -31,7 +31,7 @@ private enum Target: String, CaseIterable {
 
 @Suite("Tenants, keys and authorization")
 struct TenancyTests {
-    @Test("isolation matrix: every caller × every method × own, other existing and missing tenant")
+    @Test("isolation matrix: every caller × all 32 methods × own, other existing and missing tenant")
     func isolationMatrix() throws {
         let fixture = try ServerFixture(projections: ProjectionOptions())
         _ = try fixture.tenants.createTenant("globex", maxSizeBytes: nil)
@@ -44,7 +44,7 @@ struct TenancyTests {
         SnapshotsService(engine: fixture.engine, readPageSize: 1, maxFrameSize: 1 << 20).register(in: &router)
         ProjectionsService(manager: fixture.projections!).register(in: &router)
         AdminService(tenants: fixture.tenants).register(in: &router)
-        #expect(router.methods.count == 31)
+        #expect(router.methods.count == 32)
 
         var callID: UInt32 = 1
         var checked = 0
@@ -99,7 +99,7 @@ struct TenancyTests {
                 }
             }
         }
-        #expect(checked == 31 * 6 * 3)
+        #expect(checked == 32 * 6 * 3)
     }
 
     @Test("a revoked key fails from its next call, and its open subscription ends at once with UNAUTHENTICATED")
@@ -323,6 +323,18 @@ struct TenancyTests {
         defer { neighbour.close() }
         _ = try await neighbour.append(to: "fine", events: events(10))
         #expect(try await all(neighbour.read("fine")).count == 10)
+        // Raising the quota lets the tenant write again; lowering it below
+        // what is in use is refused.
+        let outOfRange = await #expect(throws: StrataClient.Error.self) { _ = try await admin.setTenantQuota("small", maxSizeBytes: 4096) }
+        #expect(outOfRange?.code == .invalidArgument)
+        let raised = try await admin.setTenantQuota("small", maxSizeBytes: 4 << 20)
+        #expect(raised.maxSizeBytes == 4 << 20)
+        for _ in 0..<30 { _ = try await client.append(to: "big", events: [StrataClient.EventData(type: "Padded", data: payload)]) }
+        let belowUse = await #expect(throws: StrataClient.Error.self) { _ = try await admin.setTenantQuota("small", maxSizeBytes: 2 << 20) }
+        #expect(belowUse?.code == .invalidArgument)
+        #expect(belowUse?.message.contains("bytes tenant 'small' uses") == true, "\(belowUse?.message ?? "")")
+        #expect(try await client.tenantStats().maxSizeBytes == 4 << 20)
+        #expect(try await admin.tenants().first { $0.name == "small" }?.maxSizeBytes == 4 << 20)
     }
 
     @Test("compaction keeps every event, verify accepts the result, and stats report it")

@@ -41,6 +41,10 @@ public struct AdminService: Sendable {
                 $0.keysRemoved = UInt32(clamping: deletion.keysRemoved)
             }
         }
+        unary(&router, AdminMethod.setTenantQuota, .serverAdmin, Strata_V1_SetTenantQuotaRequest.self) { request, _ in
+            let record = try tenants.setQuota(request.name, maxSizeBytes: try Self.quota(request.maxSizeBytes))
+            return Self.info(record, tenants)
+        }
         operation(&router, AdminMethod.restoreTenant, .serverAdmin, Strata_V1_RestoreTenantRequest.self) { request, _, progress in
             let (record, bytes) = try tenants.restore(request.name, from: request.backup,
                                                        maxSizeBytes: try Self.quota(request.maxSizeBytes), progress: progress)

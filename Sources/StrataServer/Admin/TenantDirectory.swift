@@ -92,7 +92,7 @@ public final class TenantDirectory: Sendable {
         do {
             try engine.createTenant(name).release()
         } catch {
-            try? system.removeTenant(name)
+            _ = try? system.removeTenant(name)
             throw error
         }
         log("tenant '\(name)' created")
@@ -233,25 +233,56 @@ public final class TenantDirectory: Sendable {
         return try lease.store.verify(maxIssues: maxIssues, progress: progress)
     }
 
-    /// Takes the tenant out of service (calls get UNAVAILABLE, subscriptions
-    /// are ended), compacts its file and puts it back.
-    public func compact(_ tenant: String, progress: ProgressHandler) throws -> (before: Int, after: Int) {
+    /// Takes the tenant out of service for `body`: new calls get
+    /// UNAVAILABLE (`reason`), its streaming calls but `ownMethod`'s are
+    /// ended, its projections stopped, and its environment closed once its
+    /// other calls finish; afterwards it goes back into service (reopening on
+    /// its next call) and its projections restart.
+    private func outOfService<R>(_ tenant: String, reason: String, ownMethod: String,
+                                 _ body: (TenantExclusion) throws -> R) throws -> R {
         try TenantName.validate(tenant)
         guard engine.tenantExists(tenant) else { throw StorageError.tenantNotFound(name: tenant) }
-        let exclusion = try engine.exclude(tenant, refusal: .tenantBusy(name: tenant, reason: "it is being compacted"))
+        let exclusion = try engine.exclude(tenant, refusal: .tenantBusy(name: tenant, reason: reason))
         defer {
             exclusion.end()
             try? projections.restart(tenant: tenant)
         }
-        // Every streaming call of the tenant but this compaction itself.
-        calls.endCalls(onlyStreaming: true, error: RPCError(.unavailable, "tenant '\(tenant)' is being compacted; resubscribe after your last position")) {
-            $0.tenant == tenant && $0.method != AdminMethod.compactTenant
+        calls.endCalls(onlyStreaming: true, error: RPCError(.unavailable, "tenant '\(tenant)' is unavailable: \(reason); resubscribe after your last position")) {
+            $0.tenant == tenant && $0.method != ownMethod
         }
         projections.stop(tenant: tenant)
         try exclusion.closeWhenIdle(timeout: drainTimeout)
-        let sizes = try engine.compact(exclusion, progress: progress)
+        return try body(exclusion)
+    }
+
+    /// Compacts the tenant's file while it is out of service.
+    public func compact(_ tenant: String, progress: ProgressHandler) throws -> (before: Int, after: Int) {
+        let sizes = try outOfService(tenant, reason: "it is being compacted", ownMethod: AdminMethod.compactTenant) { exclusion in
+            try engine.compact(exclusion, progress: progress)
+        }
         log("tenant '\(tenant)' compacted: \(sizes.before) → \(sizes.after) bytes")
         return sizes
+    }
+
+    /// Changes a tenant's quota: recorded in the registry, applied by
+    /// reopening its environment (briefly out of service).
+    public func setQuota(_ tenant: String, maxSizeBytes: Int?) throws -> TenantRecord {
+        try TenantName.validate(tenant)
+        try Self.validateQuota(maxSizeBytes)
+        guard var record = try system.tenant(tenant) else { throw StorageError.tenantNotFound(name: tenant) }
+        let wanted = maxSizeBytes ?? engine.options.store.mapSize
+        let used = try engine.withTenant(tenant) { try $0.usage().usedBytes }
+        guard wanted >= used else {
+            throw RPCError.invalidArgument(field: "max_size_bytes",
+                                           reason: "\(wanted) bytes is below the \(used) bytes tenant '\(tenant)' uses; compact it or choose more")
+        }
+        record.maxSizeBytes = maxSizeBytes
+        try outOfService(tenant, reason: "its quota is being changed", ownMethod: AdminMethod.setTenantQuota) { _ in
+            try system.updateTenant(record)
+            engine.setQuota(tenant, bytes: maxSizeBytes)
+        }
+        log("tenant '\(tenant)' quota set to \(wanted) bytes")
+        return record
     }
 
     // MARK: - Keys
