@@ -17,7 +17,14 @@ public final class ProjectionManager: Sendable {
 
     let storage: StorageEngine
     public let options: ProjectionOptions
-    private let engines = Mutex<[String: Entry]>([:])
+    private struct State: ~Copyable {
+        var engines: [String: Entry] = [:]
+        /// Tenants under maintenance (between `stop(tenant:)` and
+        /// `restart(tenant:)` or `forget(tenant:)`): no engine may start for
+        /// them, even one whose lease was taken just before the stop.
+        var suspended: Set<String> = []
+    }
+    private let engines = Mutex(State())
 
     public init(storage: StorageEngine, options: ProjectionOptions = ProjectionOptions()) {
         self.storage = storage
@@ -45,13 +52,18 @@ public final class ProjectionManager: Sendable {
 
     /// The tenant's engine, created and started on first use.
     public func engine(for tenant: String) throws(StorageError) -> ProjectionEngine {
-        if let entry = engines.withLock({ $0[tenant] }) { return entry.engine }
+        if let entry = engines.withLock({ $0.engines[tenant] }) { return entry.engine }
         let lease = try storage.lease(tenant)
-        let (entry, created) = engines.withLock { engines -> (Entry, Bool) in
-            if let existing = engines[tenant] { return (existing, false) }
+        let (entry, created) = try engines.withLock { state throws(StorageError) -> (Entry?, Bool) in
+            if state.suspended.contains(tenant) { return (nil, false) }
+            if let existing = state.engines[tenant] { return (existing, false) }
             let entry = Entry(engine: ProjectionEngine(store: lease.store, options: options), lease: lease)
-            engines[tenant] = entry
+            state.engines[tenant] = entry
             return (entry, true)
+        }
+        guard let entry else {
+            lease.release()
+            throw .tenantBusy(name: tenant, reason: "it is under maintenance")
         }
         if !created {
             lease.release()
@@ -63,23 +75,34 @@ public final class ProjectionManager: Sendable {
 
     /// The tenant's engine if its projections are running; never opens one.
     public func runningEngine(for tenant: String) -> ProjectionEngine? {
-        engines.withLock { $0[tenant]?.engine }
+        engines.withLock { $0.engines[tenant]?.engine }
     }
 
     /// Commits what the tenant's projections have pending, stops them and
-    /// releases the tenant (before maintenance or deletion). Returns how
-    /// many projections were running.
+    /// releases the tenant (before maintenance or deletion); none start for
+    /// it until `restart(tenant:)` or `forget(tenant:)`. Returns how many
+    /// projections were running.
     @discardableResult
     public func stop(tenant: String) -> Int {
-        guard let entry = engines.withLock({ $0.removeValue(forKey: tenant) }) else { return 0 }
+        let stopped = engines.withLock { state -> Entry? in
+            state.suspended.insert(tenant)
+            return state.engines.removeValue(forKey: tenant)
+        }
+        guard let entry = stopped else { return 0 }
         let count = (try? entry.engine.list().count) ?? 0
         entry.engine.stopAll()
         entry.lease.release()
         return count
     }
 
+    /// Ends the suspension of a deleted tenant (its name may be reused).
+    public func forget(tenant: String) {
+        _ = engines.withLock { $0.suspended.remove(tenant) }
+    }
+
     /// Starts the tenant's projections again after maintenance, if it has any.
     public func restart(tenant: String) throws(StorageError) {
+        forget(tenant: tenant)
         let lease = try storage.lease(tenant)
         defer { lease.release() }
         if try !lease.store.projections().isEmpty { _ = try engine(for: tenant) }
@@ -88,9 +111,9 @@ public final class ProjectionManager: Sendable {
     /// Commits what every projection has pending, stops them and releases
     /// the tenants. Call before closing the storage engine.
     public func stopAll() {
-        let all = engines.withLock { engines -> [Entry] in
-            defer { engines.removeAll() }
-            return Array(engines.values)
+        let all = engines.withLock { state -> [Entry] in
+            defer { state.engines.removeAll() }
+            return Array(state.engines.values)
         }
         for entry in all {
             entry.engine.stopAll()

@@ -139,10 +139,12 @@ public final class TenantDirectory: Sendable {
         do {
             keys = try system.removeTenant(name)
         } catch {
+            projections.forget(tenant: name)
             exclusion.end()
             throw error
         }
         engine.setQuota(name, bytes: nil)
+        projections.forget(tenant: name)
         exclusion.end()
         try? FileManager.default.removeItem(atPath: doomed)
         log("tenant '\(name)' deleted (\(ended) streaming call(s) ended, \(stopped) projection(s) stopped, \(keys) key(s) removed)")
