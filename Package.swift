@@ -71,10 +71,16 @@ let package = Package(
                            .product(name: "Yams", package: "Yams"),
                            .product(name: "Crypto", package: "swift-crypto")]
         ),
+        // The protocol conformance runner: its own framing on raw sockets
+        // (never StrataWire or StrataClient), cases from proto/conformance.
+        .target(
+            name: "StrataConformance",
+            dependencies: ["StrataProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
         .executableTarget(
             name: "strata",
             dependencies: [
-                "StrataStorage", "StrataServer", "StrataClient", "StrataProjections",
+                "StrataStorage", "StrataServer", "StrataClient", "StrataProjections", "StrataConformance",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -86,7 +92,7 @@ let package = Package(
         .testTarget(
             name: "StrataServerTests",
             dependencies: ["StrataServer", "StrataClient", "StrataWire", "StrataProto", "StrataStorage", "StrataProjections",
-                           .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+                           "StrataConformance", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(
             name: "StrataWireTests",

@@ -7,7 +7,7 @@ struct Strata: AsyncParsableCommand {
         abstract: "Strata, a multi-tenant event store.",
         subcommands: [ServeCommand.self, AppendCommand.self, ReadCommand.self, InfoCommand.self, DeleteCommand.self,
                       SubscribeCommand.self, AtCommand.self, BetweenCommand.self, SnapshotCommand.self, ProjectionCommand.self,
-                      TenantCommand.self, KeyCommand.self,
+                      TenantCommand.self, KeyCommand.self, ConformanceCommand.self,
                       BenchCommand.self]
     )
 }

@@ -1,0 +1,157 @@
+import Foundation
+import StrataConformance
+import StrataProjections
+import StrataProto
+import StrataServer
+import StrataWire
+import Synchronization
+import Testing
+
+/// proto/conformance, found from this file.
+private let casesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("proto/conformance").path
+
+@Suite("The conformance suite")
+struct ConformanceTests {
+    @Test("every case passes against the server")
+    func allCasesPass() throws {
+        let fixture = try ServerFixture(projections: ProjectionOptions())
+        let cases = try ConformanceCase.load(directory: casesDirectory)
+        #expect(cases.count >= 40)
+        let results = try ConformanceRunner(host: "127.0.0.1", port: fixture.port, adminKey: ServerFixture.adminKey).run(cases)
+        for result in results where !result.passed {
+            Issue.record("\(result.name): \(result.failure ?? "")")
+        }
+        #expect(results.count == cases.count)
+        // The runner deleted the tenants it made.
+        #expect(try fixture.system.tenants().map(\.name) == ["acme"])
+    }
+
+    @Test("a server that returns a wrong status fails the case, naming the step, the status and the expected one")
+    func wrongStatusIsCaught() throws {
+        let fixture = try ServerFixture()
+        // NOT_FOUND becomes INTERNAL on the way back.
+        let proxy = try RewritingProxy(upstream: fixture.port) { frame in
+            guard frame.type == .trailers, var trailers = try? Strata_V1_Trailers(serializedBytes: frame.payload),
+                  trailers.code == StatusCode.notFound.rawValue else { return frame }
+            trailers.code = StatusCode.internal.rawValue
+            return Frame(type: .trailers, callID: frame.callID, payload: (try? trailers.serializedBytes()) ?? [])
+        }
+        let cases = try ConformanceCase.load(directory: casesDirectory).filter { $0.name == "streams.read-errors" }
+        let results = try ConformanceRunner(host: "127.0.0.1", port: proxy.port, adminKey: ServerFixture.adminKey).run(cases)
+        let failure = try #require(results.first?.failure)
+        #expect(failure.hasPrefix("step 3 (collect call 1): status INTERNAL"), "\(failure)")
+        #expect(failure.contains("expected NOT_FOUND"), "\(failure)")
+    }
+
+    @Test("a server that mis-frames (a PING answer without ACK, a truncated frame) fails with a precise message")
+    func misFramingIsCaught() throws {
+        let fixture = try ServerFixture()
+        let proxy = try RewritingProxy(upstream: fixture.port) { frame in
+            frame.type == .ping ? Frame(type: .ping, flags: [], callID: 0, payload: frame.payload) : frame
+        }
+        let cases = try ConformanceCase.load(directory: casesDirectory).filter { $0.name == "framing.ping-is-answered" }
+        let results = try ConformanceRunner(host: "127.0.0.1", port: proxy.port, adminKey: ServerFixture.adminKey).run(cases)
+        let failure = try #require(results.first?.failure)
+        #expect(failure == "step 3 (expect PING): PING(call 0, flags 0x0, 8 bytes) has flags 0x0, expected 0x1", "\(failure)")
+    }
+
+    @Test("the case files parse, names are unique, and every message type they name is known")
+    func caseFilesAreWellFormed() throws {
+        let cases = try ConformanceCase.load(directory: casesDirectory)
+        let areas = Set(cases.map { String($0.name.split(separator: ".")[0]) })
+        #expect(areas == ["handshake", "framing", "calls", "auth", "streams", "snapshots", "projections", "admin"])
+        #expect(cases.allSatisfy { !$0.rule.isEmpty })
+    }
+}
+
+/// A TCP proxy in front of a server that passes the client's bytes through
+/// and rewrites the server's frames, to play a broken server.
+final class RewritingProxy: @unchecked Sendable {
+    // `listener` is set once in init; the threads own their sockets.
+    let port: UInt16
+    private let listener: Int32
+
+    init(upstream: UInt16, rewrite: @escaping @Sendable (Frame) -> Frame) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        listen(fd, 16)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        port = UInt16(bigEndian: address.sin_port)
+        listener = fd
+        // Ends when deinit closes the listening socket (accept fails).
+        Thread.detachNewThread {
+            while true {
+                let client = accept(fd, nil, nil)
+                if client < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                let serverFD = RewritingProxy.connectLoopback(upstream)
+                guard serverFD >= 0 else {
+                    close(client)
+                    continue
+                }
+                // Client → server: bytes as they come.
+                Thread.detachNewThread {
+                    var buffer = [UInt8](repeating: 0, count: 65536)
+                    while true {
+                        let n = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+                        if n < 0 && errno == EINTR { continue }
+                        if n <= 0 { break }
+                        _ = buffer.withUnsafeBytes { send(serverFD, $0.baseAddress, n, Int32(MSG_NOSIGNAL)) }
+                    }
+                    shutdown(serverFD, Int32(SHUT_WR))
+                }
+                // Server → client: the preface, then frames through `rewrite`.
+                Thread.detachNewThread {
+                    var decoder = FrameDecoder(maxPayloadSize: 64 << 20, expectPreface: true)
+                    var sentPreface = false
+                    var buffer = [UInt8](repeating: 0, count: 65536)
+                    while true {
+                        let n = buffer.withUnsafeMutableBytes { recv(serverFD, $0.baseAddress, $0.count, 0) }
+                        if n < 0 && errno == EINTR { continue }
+                        if n <= 0 { break }
+                        decoder.append(buffer[0 ..< n])
+                        if !sentPreface {
+                            let preface = Preface.bytes
+                            _ = preface.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                            sentPreface = true
+                        }
+                        while let frame = try? decoder.next() {
+                            let bytes = rewrite(frame).encoded
+                            _ = bytes.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                        }
+                    }
+                    close(serverFD)
+                    close(client)
+                }
+            }
+        }
+    }
+
+    static func connectLoopback(_ port: UInt16) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc != 0 {
+            close(fd)
+            return -1
+        }
+        return fd
+    }
+
+    deinit {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
+}
