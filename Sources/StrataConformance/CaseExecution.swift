@@ -6,7 +6,8 @@ import SwiftProtobuf
 /// throws `StepFailure`; `run` turns it into the case's failure text.
 final class CaseExecution {
     private let runner: ConformanceRunner
-    private let variables: [String: String]
+    /// The run's variables, plus those captured by this case's steps.
+    private var variables: [String: String]
     private var connections: [String: WireConnection] = [:]
 
     struct StepFailure: Error { let reason: String }
@@ -260,8 +261,17 @@ final class CaseExecution {
             } catch {
                 throw StepFailure(reason: "the payload does not decode as \(typeName): \(error)")
             }
-            if let fields = message["fields"], let mismatch = Self.mismatch(try json(decoded), fields, path: typeName) {
+            let actual = try json(decoded)
+            if let fields = message["fields"], let mismatch = Self.mismatch(actual, fields, path: typeName) {
                 throw StepFailure(reason: mismatch)
+            }
+            // "capture": {"$name": "path.to.field"} keeps a response value
+            // for later steps (a new key's id and secret, a position).
+            for (name, path) in message["capture"] as? [String: String] ?? [:] {
+                var value: Any? = actual
+                for component in path.split(separator: ".") { value = (value as? [String: Any])?[String(component)] }
+                guard let value else { throw StepFailure(reason: "cannot capture \(path): \(typeName) has no such field") }
+                variables[name] = "\(value)"
             }
         }
     }

@@ -51,6 +51,7 @@ public final class ConformanceRunner {
         var results: [CaseResult] = []
         for (index, conformanceCase) in cases.enumerated() {
             variables["$unique"] = "\(run)-\(index)"
+            variables["$word"] = "\(run)x\(index)"  // letters and digits only (category names)
             let started = ContinuousClock.now
             let failure = CaseExecution(runner: self, variables: variables).run(conformanceCase)
             let result = CaseResult(name: conformanceCase.name, failure: failure, duration: ContinuousClock.now - started)

@@ -71,6 +71,10 @@ final class RewritingProxy: @unchecked Sendable {
     // `listener` is set once in init; the threads own their sockets.
     let port: UInt16
     private let listener: Int32
+    /// Whether the accept thread has closed `listener`; deinit shuts the
+    /// socket down only while it is still open, so it never touches a
+    /// number another socket has taken since.
+    private let listenerClosed = LockedFlag()
 
     init(upstream: UInt16, rewrite: @escaping @Sendable (Frame) -> Frame) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -83,12 +87,18 @@ final class RewritingProxy: @unchecked Sendable {
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         port = UInt16(bigEndian: address.sin_port)
         listener = fd
-        // Ends when deinit closes the listening socket (accept fails).
+        let listenerClosed = self.listenerClosed
+        // Ends when deinit shuts the listening socket down (accept fails).
         Thread.detachNewThread {
             while true {
                 let client = accept(fd, nil, nil)
                 if client < 0 {
+                    // SIGCHLD from the CLI tests' child processes interrupts accept.
                     if errno == EINTR { continue }
+                    listenerClosed.flag.withLock { closed in
+                        close(fd)
+                        closed = true
+                    }
                     return
                 }
                 let serverFD = RewritingProxy.connectLoopback(upstream)
@@ -96,6 +106,11 @@ final class RewritingProxy: @unchecked Sendable {
                     close(client)
                     continue
                 }
+                // Each proxied connection's two descriptors are closed once,
+                // by the server → client thread, after the other thread is
+                // done with them: closing a number another thread still uses
+                // would hit whatever socket reuses it (another test's).
+                let clientDone = DispatchSemaphore(value: 0)
                 // Client → server: bytes as they come.
                 Thread.detachNewThread {
                     var buffer = [UInt8](repeating: 0, count: 65536)
@@ -106,6 +121,7 @@ final class RewritingProxy: @unchecked Sendable {
                         _ = buffer.withUnsafeBytes { send(serverFD, $0.baseAddress, n, Int32(MSG_NOSIGNAL)) }
                     }
                     shutdown(serverFD, Int32(SHUT_WR))
+                    clientDone.signal()
                 }
                 // Server → client: the preface, then frames through `rewrite`.
                 Thread.detachNewThread {
@@ -127,6 +143,8 @@ final class RewritingProxy: @unchecked Sendable {
                             _ = bytes.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                         }
                     }
+                    shutdown(client, Int32(SHUT_RDWR))  // ends the other thread's recv
+                    clientDone.wait()
                     close(serverFD)
                     close(client)
                 }
@@ -151,7 +169,13 @@ final class RewritingProxy: @unchecked Sendable {
     }
 
     deinit {
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
+        listenerClosed.flag.withLock { closed in
+            if !closed { shutdown(listener, Int32(SHUT_RDWR)) }  // the accept thread then closes it
+        }
     }
+}
+
+/// A Bool behind a lock, shareable with threads.
+final class LockedFlag: Sendable {
+    let flag = Mutex(false)
 }

@@ -55,7 +55,9 @@ extension EventStore {
 
     /// The state of a stream, including a deleted one.
     public func streamInfo(_ stream: String) throws(StorageError) -> StreamInfo {
-        try withRead { txn in
+        // An empty or oversized name would reach LMDB as a bad key (MDB_BAD_VALSIZE).
+        try options.limits.validateStreamName(stream)
+        return try withRead { txn in
             let view = try indexView(in: txn)
             guard let record = try loadStream(stream, in: txn, view: view), record.nextRevision > 0 else {
                 throw StorageError.streamNotFound(stream: stream)
@@ -71,7 +73,9 @@ extension EventStore {
     /// Fails with `.streamNotFound` or `.streamDeleted`.
     public func readStream(_ stream: String, from start: StreamReadStart = .start,
                            direction: ReadDirection = .forwards, maxCount: Int = 1000) throws(StorageError) -> StreamSlice {
-        try withRead { txn in
+        // An empty or oversized name would reach LMDB as a bad key (MDB_BAD_VALSIZE).
+        try options.limits.validateStreamName(stream)
+        return try withRead { txn in
             let view = try indexView(in: txn)
             guard let record = try loadStream(stream, in: txn, view: view), record.nextRevision > 0 else {
                 throw StorageError.streamNotFound(stream: stream)

@@ -65,7 +65,9 @@ extension EventStore {
     /// binary search over the stream's revisions, whatever the range.
     public func readStream(_ stream: String, recordedFrom from: Int64, to: Int64,
                            maxCount: Int = 1000, startingAt startRevision: UInt64 = 0) throws(StorageError) -> StreamSlice {
-        try withRead { txn in
+        // An empty or oversized name would reach LMDB as a bad key (MDB_BAD_VALSIZE).
+        try options.limits.validateStreamName(stream)
+        return try withRead { txn in
             let view = try indexView(in: txn)
             guard let record = try loadStream(stream, in: txn, view: view), record.nextRevision > 0 else {
                 throw StorageError.streamNotFound(stream: stream)

@@ -192,7 +192,9 @@ extension EventStore {
 
     /// One projection's definition and checkpoint, or nil.
     public func projection(_ name: String) throws(StorageError) -> (record: ProjectionRecord, checkpoint: ProjectionCheckpoint)? {
-        try withRead { txn in
+        // A name no projection can have is a bad argument, not a missing one.
+        try ProjectionName.validate(name)
+        return try withRead { txn in
             guard let record = try projectionRecord(name, in: txn) else { return nil }
             return (record, try checkpoint(of: record, in: txn))
         }

@@ -138,7 +138,9 @@ extension EventStore {
 
     /// The newest snapshot of `stream` at or before `point` (nil if none).
     public func snapshot(of stream: String, atOrBefore point: AggregatePoint) throws(StorageError) -> Snapshot? {
-        try withRead { txn in
+        // An empty or oversized name would reach LMDB as a bad key (MDB_BAD_VALSIZE).
+        try options.limits.validateStreamName(stream)
+        return try withRead { txn in
             let view = try indexView(in: txn)
             guard let record = try loadStream(stream, in: txn, view: view), record.nextRevision > 0 else {
                 throw StorageError.streamNotFound(stream: stream)
@@ -203,7 +205,9 @@ extension EventStore {
     /// History is history: a stream deleted later is still loaded as it was.
     public func loadAggregate(_ stream: String, at point: AggregatePoint = .latest, from: UInt64? = nil,
                               maxEvents: Int = 1000) throws(StorageError) -> AggregateSlice {
-        try withRead { txn in
+        // An empty or oversized name would reach LMDB as a bad key (MDB_BAD_VALSIZE).
+        try options.limits.validateStreamName(stream)
+        return try withRead { txn in
             let view = try indexView(in: txn)
             guard let record = try loadStream(stream, in: txn, view: view), record.nextRevision > 0 else {
                 throw StorageError.streamNotFound(stream: stream)
@@ -239,7 +243,9 @@ extension EventStore {
     /// whether it was deleted then. Fails with `.streamNotFound` if it had no
     /// events at that time.
     public func streamInfo(_ stream: String, at time: Int64) throws(StorageError) -> StreamInfo {
-        try withRead { txn in
+        // An empty or oversized name would reach LMDB as a bad key (MDB_BAD_VALSIZE).
+        try options.limits.validateStreamName(stream)
+        return try withRead { txn in
             let view = try indexView(in: txn)
             guard let record = try loadStream(stream, in: txn, view: view),
                   let revision = try revision(of: record, at: .time(time), in: txn, view: view),
