@@ -49,6 +49,12 @@ final class CaseExecution {
     private func substitute(_ value: Any) -> Any {
         switch value {
         case let text as String:
+            // "$base64_zeros(N)": N zero bytes in base64, for payloads too
+            // large to write into a case file (filling a quota).
+            if text.hasPrefix("$base64_zeros("), text.hasSuffix(")"),
+               let count = Int(text.dropFirst("$base64_zeros(".count).dropLast()), count >= 0, count <= 16 << 20 {
+                return Data(count: count).base64EncodedString()
+            }
             var out = text
             for (name, replacement) in variables.sorted(by: { $0.key.count > $1.key.count }) where out.contains(name) {
                 out = out.replacingOccurrences(of: name, with: replacement)
@@ -83,6 +89,7 @@ final class CaseExecution {
         case .grant:
             let update = Strata_V1_WindowUpdate.with { $0.messages = UInt32(a["messages"] as? Int ?? 1) }
             try connection(a).send(WireFrame(type: 6, flags: 0, callID: UInt32(a["call"] as? Int ?? 0), payload: update.serializedBytes()).encoded)
+        case .repeat: try repeatCall(a)
         case .cancel:
             try connection(a).send(WireFrame(type: 5, flags: 0, callID: UInt32(a["call"] as? Int ?? 0), payload: []).encoded)
         case nil: throw StepFailure(reason: "unknown step kind")
@@ -336,6 +343,50 @@ final class CaseExecution {
             expected["message_contains"] = a["message_contains"]
             try check(trailers, expected)
         }
+    }
+
+    /// The same unary call, up to `max` times with call ids from `first_id`
+    /// (step 2), until one ends with `until` (a status name); every earlier
+    /// one must end OK. For filling a quota.
+    private func repeatCall(_ a: [String: Any]) throws {
+        guard var call = a["call"] as? [String: Any], let until = a["until"] as? String,
+              let wanted = ConformanceRunner.statusCodes[until] else {
+            throw StepFailure(reason: "repeat needs call and until (a status name)")
+        }
+        let connection = try connection(a)
+        let most = a["max"] as? Int ?? 10
+        var id = a["first_id"] as? Int ?? 1
+        for attempt in 1 ... most {
+            call["id"] = id
+            if let name = a["conn"] { call["conn"] = name }
+            try self.call(call)
+            var code: UInt32?
+            let deadline = ContinuousClock.now + timeout(a)
+            while code == nil {
+                switch connection.next(timeout: deadline - .now) {
+                case .frame(let frame) where frame.callID == UInt32(id) && frame.type == 4:
+                    guard let trailers = try? Strata_V1_Trailers(serializedBytes: frame.payload) else {
+                        throw StepFailure(reason: "TRAILERS do not decode")
+                    }
+                    code = trailers.code
+                case .frame(let frame) where frame.callID == UInt32(id) && frame.type == 3:
+                    continue  // the response of an attempt that succeeded
+                case .frame(let frame) where frame.type == 1 && frame.flags & 1 == 1:
+                    continue
+                case .frame(let frame):
+                    throw StepFailure(reason: "unexpected \(describe(frame)) during attempt \(attempt)")
+                case .preface: continue
+                case .closed: throw StepFailure(reason: "the connection closed during attempt \(attempt)")
+                case .timedOut: throw StepFailure(reason: "no TRAILERS for attempt \(attempt) within \(timeout(a))")
+                }
+            }
+            if code == wanted { return }
+            guard code == 0 else {
+                throw StepFailure(reason: "attempt \(attempt) ended \(ConformanceRunner.statusName(code ?? 0)), expected OK or \(until)")
+            }
+            id += 2
+        }
+        throw StepFailure(reason: "no \(until) after \(most) calls")
     }
 
     /// Nothing (but a SETTINGS ACK) arrives for `ms` milliseconds.

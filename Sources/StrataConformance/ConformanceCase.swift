@@ -44,5 +44,5 @@ public struct ConformanceCase: Sendable {
 
 /// The kinds of step a case may use (see proto/conformance/README.md).
 enum StepKind: String, CaseIterable {
-    case connect, send, call, expect, collect, silence, grant, cancel
+    case connect, send, call, expect, collect, silence, grant, cancel, `repeat`
 }

@@ -17,7 +17,7 @@ struct ConformanceTests {
     func allCasesPass() throws {
         let fixture = try ServerFixture(projections: ProjectionOptions())
         let cases = try ConformanceCase.load(directory: casesDirectory)
-        #expect(cases.count >= 40)
+        #expect(cases.count >= 70)
         let results = try ConformanceRunner(host: "127.0.0.1", port: fixture.port, adminKey: ServerFixture.adminKey).run(cases)
         for result in results where !result.passed {
             Issue.record("\(result.name): \(result.failure ?? "")")
@@ -62,6 +62,11 @@ struct ConformanceTests {
         let areas = Set(cases.map { String($0.name.split(separator: ".")[0]) })
         #expect(areas == ["handshake", "framing", "calls", "auth", "streams", "snapshots", "projections", "admin"])
         #expect(cases.allSatisfy { !$0.rule.isEmpty })
+        // PROTOCOL.md section 11 names the cases that check each section.
+        let protocolText = try String(contentsOfFile: (casesDirectory as NSString).deletingLastPathComponent + "/PROTOCOL.md", encoding: .utf8)
+        for conformanceCase in cases {
+            #expect(protocolText.contains("`\(conformanceCase.name)`"), "PROTOCOL.md section 11 lists \(conformanceCase.name)")
+        }
     }
 }
 
