@@ -61,7 +61,14 @@ final class CaseExecution {
             }
             return out
         case let array as [Any]: return array.map(substitute)
-        case let object as [String: Any]: return object.mapValues(substitute)
+        case let object as [String: Any]:
+            // {"$repeat": N, "item": X}: an array of N copies of X (10,001
+            // events for a limit, without writing them out).
+            if let count = object["$repeat"] as? Int, let item = object["item"], object.count == 2, (0 ... 100_000).contains(count) {
+                let one = substitute(item)
+                return [Any](repeating: one, count: count)
+            }
+            return object.mapValues(substitute)
         default: return value
         }
     }
@@ -87,11 +94,11 @@ final class CaseExecution {
         case .collect: try collect(a)
         case .silence: try silence(a)
         case .grant:
-            let update = Strata_V1_WindowUpdate.with { $0.messages = UInt32(a["messages"] as? Int ?? 1) }
-            try connection(a).send(WireFrame(type: 6, flags: 0, callID: UInt32(a["call"] as? Int ?? 0), payload: update.serializedBytes()).encoded)
+            let update = Strata_V1_WindowUpdate.with { $0.messages = Self.u32(a["messages"], default: 1) }
+            try connection(a).send(WireFrame(type: 6, flags: 0, callID: Self.u32(a["call"]), payload: update.serializedBytes()).encoded)
         case .repeat: try repeatCall(a)
         case .cancel:
-            try connection(a).send(WireFrame(type: 5, flags: 0, callID: UInt32(a["call"] as? Int ?? 0), payload: []).encoded)
+            try connection(a).send(WireFrame(type: 5, flags: 0, callID: Self.u32(a["call"]), payload: []).encoded)
         case nil: throw StepFailure(reason: "unknown step kind")
         }
     }
@@ -116,6 +123,7 @@ final class CaseExecution {
         }
         guard preface == WireConnection.preface else { throw StepFailure(reason: "the server's preface is \(hex(preface)), not \(hex(WireConnection.preface))") }
         try expect(["frame": "SETTINGS", "flags": [String](), "conn": name])
+        connection.send(WireFrame(type: 1, flags: 1, callID: 0, payload: []).encoded)  // §1: the client ACKs too
     }
 
     private func send(_ a: [String: Any]) throws {
@@ -131,24 +139,26 @@ final class CaseExecution {
         guard let name = a["frame"] as? String, let type = WireFrame.typeNames[name] ?? (a["type_byte"] as? Int).map(UInt8.init) else {
             throw StepFailure(reason: "send needs raw, preface or frame")
         }
-        connection.send(WireFrame(type: type, flags: try flags(a["flags"]), callID: UInt32(a["call"] as? Int ?? 0),
+        connection.send(WireFrame(type: type, flags: try flags(a["flags"]), callID: Self.u32(a["call"]),
                                   payload: try payload(a)).encoded)
     }
 
     /// HEADERS (method, tenant, key, deadline) then the request MESSAGE.
     private func call(_ a: [String: Any]) throws {
         let connection = try connection(a)
-        guard let id = a["id"] as? Int, let method = a["method"] as? String else { throw StepFailure(reason: "call needs id and method") }
+        guard let id = (a["id"] as? Int).flatMap(UInt32.init(exactly:)), let method = a["method"] as? String else {
+            throw StepFailure(reason: "call needs id (0…2³²−1) and method")
+        }
         var headers = Strata_V1_CallHeaders()
         headers.method = method
         if !(a["tenant"] is NSNull) { headers.metadata["tenant"] = a["tenant"] as? String ?? variables["$tenant"] ?? "" }
         if !(a["key"] is NSNull) { headers.metadata["authorization"] = "Bearer " + (a["key"] as? String ?? variables["$admin_key"] ?? "") }
         for (key, value) in a["metadata"] as? [String: String] ?? [:] { headers.metadata[key] = value }
-        headers.timeoutMs = UInt64(a["timeout_ms"] as? Int ?? 0)
-        var bytes = WireFrame(type: 2, flags: 0, callID: UInt32(id), payload: try headers.serializedBytes()).encoded
+        headers.timeoutMs = UInt64(max(0, a["timeout_ms"] as? Int ?? 0))
+        var bytes = WireFrame(type: 2, flags: 0, callID: id, payload: try headers.serializedBytes()).encoded
         if a["request"] != nil || a["request_hex"] != nil {
             let body = try payload(["message": a["request"] as Any, "payload_hex": a["request_hex"] as Any])
-            bytes += WireFrame(type: 3, flags: a["end_stream"] as? Bool ?? true ? 1 : 0, callID: UInt32(id), payload: body).encoded
+            bytes += WireFrame(type: 3, flags: a["end_stream"] as? Bool ?? true ? 1 : 0, callID: id, payload: body).encoded
         }
         connection.send(bytes)
     }
@@ -165,8 +175,10 @@ final class CaseExecution {
                 switch connection.next(timeout: deadline - .now) {
                 case .closed: return
                 case .timedOut: throw StepFailure(reason: "the connection is still open after \(wait)")
-                case .frame(let frame) where frame.type == 8 || (frame.type == 1 && frame.flags & 1 == 1) || frame.type == 4:
-                    continue  // GOAWAY, ACKs and trailers may precede the close
+                case .frame(let frame) where frame.type == 1 && frame.flags & 1 == 1:
+                    continue
+                case .frame(let frame) where frame.type == 8 && (try? Strata_V1_GoAway(serializedBytes: frame.payload))?.code == 0:
+                    continue  // a graceful GOAWAY may precede the close
                 case .frame(let frame): throw StepFailure(reason: "expected the connection to close, got \(frame)")
                 case .preface: continue
                 }
@@ -180,7 +192,7 @@ final class CaseExecution {
         guard let name = a["frame"] as? String, let type = WireFrame.typeNames[name] else {
             throw StepFailure(reason: "expect needs frame, preface or closed")
         }
-        let call = (a["call"] as? Int).map(UInt32.init)
+        let call = a["call"] == nil ? nil : Self.u32(a["call"])
         // "skip": frames of this type that do not match are passed over (a
         // stream may batch or split messages as the protocol allows).
         let deadline = ContinuousClock.now + wait
@@ -199,7 +211,15 @@ final class CaseExecution {
 
     private func nextFrame(_ connection: WireConnection, type: UInt8, call: UInt32?, timeout: Duration, expecting: String) throws -> WireFrame {
         let matches = { (frame: WireFrame) in frame.type == type && (call == nil || frame.callID == call) }
-        if let index = connection.pending.firstIndex(where: matches) { return connection.pending.remove(at: index) }
+        // Frames set aside for this call come back in the order they came:
+        // the first must be the one expected (TRAILERS before a MESSAGE, or
+        // a second MESSAGE on a unary call, is a failure).
+        if let call, let index = connection.pending.firstIndex(where: { $0.callID == call }) {
+            let frame = connection.pending.remove(at: index)
+            guard matches(frame) else { throw StepFailure(reason: "expected \(expecting) for call \(call), got \(describe(frame))") }
+            return frame
+        }
+        if call == nil, let index = connection.pending.firstIndex(where: matches) { return connection.pending.remove(at: index) }
         let deadline = ContinuousClock.now + timeout
         let what = expecting + (call.map { " for call \($0)" } ?? "")
         while true {
@@ -287,8 +307,8 @@ final class CaseExecution {
     /// fields and the final status.
     private func collect(_ a: [String: Any]) throws {
         let connection = try connection(a)
-        guard let callNumber = a["call"] as? Int else { throw StepFailure(reason: "collect needs call") }
-        let call = UInt32(callNumber)
+        guard a["call"] is Int else { throw StepFailure(reason: "collect needs call") }
+        let call = Self.u32(a["call"])
         var messages: [WireFrame] = []
         let deadline = ContinuousClock.now + timeout(a)
         var trailers: WireFrame?
@@ -334,6 +354,19 @@ final class CaseExecution {
                 }
             }
         }
+        // "events": the events of every message, concatenated (a read may
+        // split its pages as the server likes), against this array.
+        if let wanted = a["events"] {
+            guard let typeName = a["events_of"] as? String, let type = MessageRegistry.types[typeName] else {
+                throw StepFailure(reason: "events needs events_of, the message type")
+            }
+            var all: [Any] = []
+            for message in messages {
+                let decoded = try type.init(serializedBytes: message.payload)
+                all += ((try json(decoded)) as? [String: Any])?["events"] as? [Any] ?? []
+            }
+            if let failure = Self.mismatch(all, wanted, path: "events") { throw StepFailure(reason: failure) }
+        }
         if let last = a["last"] as? [String: Any] {
             guard let message = messages.last else { throw StepFailure(reason: "no message to check") }
             try check(message, ["message": last])
@@ -341,6 +374,7 @@ final class CaseExecution {
         if let trailers {
             var expected: [String: Any] = ["code": a["code"] as? String ?? "OK"]
             expected["message_contains"] = a["message_contains"]
+            expected["detail"] = a["detail"]
             try check(trailers, expected)
         }
     }
@@ -392,6 +426,9 @@ final class CaseExecution {
     /// Nothing (but a SETTINGS ACK) arrives for `ms` milliseconds.
     private func silence(_ a: [String: Any]) throws {
         let connection = try connection(a)
+        if let early = connection.pending.first {
+            throw StepFailure(reason: "expected silence, but \(describe(early)) had already arrived")
+        }
         let deadline = ContinuousClock.now + .milliseconds(a["ms"] as? Int ?? 200)
         while true {
             switch connection.next(timeout: deadline - .now) {
@@ -422,7 +459,8 @@ final class CaseExecution {
     }
 
     private func flags(_ value: Any?) throws -> UInt8 {
-        guard let names = value as? [String] else { return 0 }
+        guard let value else { return 0 }
+        guard let names = value as? [String] else { throw StepFailure(reason: "flags must be an array of names, not \(value)") }
         var out: UInt8 = 0
         for name in names {
             switch name {
@@ -474,6 +512,15 @@ final class CaseExecution {
         if let text = expected as? String, text == "$any" {
             return actual == nil ? "\(path) is missing" : nil
         }
+        // null: the field must be absent (unset message, default scalar).
+        if expected is NSNull {
+            return actual.map { "\(path) is \($0), expected it absent" }
+        }
+        // {"$present": X}: present and equal, even if X is a default (a oneof member).
+        if let object = expected as? [String: Any], object.count == 1, let wanted = object["$present"] {
+            guard let actual else { return "\(path) is missing, expected \(wanted)" }
+            return mismatch(actual, wanted, path: path)
+        }
         guard let actual else {
             return isDefault(expected) ? nil : "\(path) is missing, expected \(expected)"
         }
@@ -492,9 +539,24 @@ final class CaseExecution {
             }
             return nil
         default:
+            // A boolean never equals a number, though both arrive as NSNumber.
+            if actual is NSNumber, expected is NSNumber, isBoolean(actual) != isBoolean(expected) {
+                return "\(path) is \(actual), expected \(expected)"
+            }
             return "\(actual)" == "\(expected)" || (actual as? NSNumber)?.stringValue == "\(expected)" ? nil
                 : "\(path) is \(actual), expected \(expected)"
         }
+    }
+
+    private static func isBoolean(_ value: Any) -> Bool {
+        guard let number = value as? NSNumber else { return false }
+        let type = String(cString: number.objCType)
+        return type == "c" || type == "B"
+    }
+
+    static func u32(_ value: Any?, default fallback: UInt32 = 0) -> UInt32 {
+        guard let number = value as? Int else { return fallback }
+        return UInt32(clamping: number)
     }
 
     private static func isDefault(_ value: Any) -> Bool {

@@ -86,6 +86,7 @@ public final class ConformanceRunner {
                                                                      $0.label = "conformance"
                                                                  })
             variables[variable] = created.secret
+            variables[variable + "_id"] = created.key.id
         }
     }
 
@@ -124,8 +125,9 @@ public final class ConformanceRunner {
             connection.send(WireFrame(type: 2, flags: 0, callID: callID, payload: try headers.serializedBytes()).encoded
                 + WireFrame(type: 3, flags: 1, callID: callID, payload: try request.serializedBytes()).encoded)
             var response: Response?
+            let deadline = ContinuousClock.now + timeout
             while true {
-                switch connection.next(timeout: timeout) {
+                switch connection.next(timeout: deadline - .now) {
                 case .frame(let frame) where frame.callID == callID && frame.type == 3:
                     response = try Response(serializedBytes: frame.payload)
                 case .frame(let frame) where frame.callID == callID && frame.type == 4:

@@ -17,7 +17,7 @@ struct ConformanceTests {
     func allCasesPass() throws {
         let fixture = try ServerFixture(projections: ProjectionOptions())
         let cases = try ConformanceCase.load(directory: casesDirectory)
-        #expect(cases.count >= 70)
+        #expect(cases.count >= 75)
         let results = try ConformanceRunner(host: "127.0.0.1", port: fixture.port, adminKey: ServerFixture.adminKey).run(cases)
         for result in results where !result.passed {
             Issue.record("\(result.name): \(result.failure ?? "")")
@@ -54,6 +54,21 @@ struct ConformanceTests {
         let results = try ConformanceRunner(host: "127.0.0.1", port: proxy.port, adminKey: ServerFixture.adminKey).run(cases)
         let failure = try #require(results.first?.failure)
         #expect(failure == "step 3 (expect PING): PING(call 0, flags 0x0, 8 bytes) has flags 0x0, expected 0x1", "\(failure)")
+    }
+
+    @Test("a server that reports the wrong actual revision in a conflict's detail fails the case")
+    func wrongDetailIsCaught() throws {
+        let fixture = try ServerFixture()
+        let proxy = try RewritingProxy(upstream: fixture.port) { frame in
+            guard frame.type == .trailers, var trailers = try? Strata_V1_Trailers(serializedBytes: frame.payload),
+                  trailers.detail.wrongExpectedRevision.hasActual else { return frame }
+            trailers.detail.wrongExpectedRevision.actual.noStream = Strata_V1_Empty()
+            return Frame(type: .trailers, callID: frame.callID, payload: (try? trailers.serializedBytes()) ?? [])
+        }
+        let cases = try ConformanceCase.load(directory: casesDirectory).filter { $0.name == "streams.wrong-expected-revision" }
+        let results = try ConformanceRunner(host: "127.0.0.1", port: proxy.port, adminKey: ServerFixture.adminKey).run(cases)
+        let failure = try #require(results.first?.failure)
+        #expect(failure.contains("detail.wrongExpectedRevision.actual.revision is missing"), "\(failure)")
     }
 
     @Test("the case files parse, names are unique, and every message type they name is known")
