@@ -17,7 +17,7 @@ struct ConformanceTests {
     func allCasesPass() throws {
         let fixture = try ServerFixture(projections: ProjectionOptions())
         let cases = try ConformanceCase.load(directory: casesDirectory)
-        #expect(cases.count >= 75)
+        #expect(cases.count >= 79)
         let results = try ConformanceRunner(host: "127.0.0.1", port: fixture.port, adminKey: ServerFixture.adminKey).run(cases)
         for result in results where !result.passed {
             Issue.record("\(result.name): \(result.failure ?? "")")
