@@ -27,6 +27,22 @@ struct ConformanceTests {
         #expect(try fixture.system.tenants().map(\.name) == ["acme"])
     }
 
+    @Test("the limits cases pass against a server with the small limits they name")
+    func limitsCasesPass() throws {
+        let fixture = try ServerFixture {
+            $0.maxConnections = 4
+            $0.idleTimeout = .seconds(2)
+            $0.subscriptions.maxLagEvents = 5
+            $0.subscriptions.maxLagDuration = .zero
+        }
+        let cases = try ConformanceCase.load(directory: casesDirectory + "/limits")
+        #expect(cases.count == 3)
+        let results = try ConformanceRunner(host: "127.0.0.1", port: fixture.port, adminKey: ServerFixture.adminKey).run(cases)
+        for result in results where !result.passed {
+            Issue.record("\(result.name): \(result.failure ?? "")")
+        }
+    }
+
     @Test("a server that returns a wrong status fails the case, naming the step, the status and the expected one")
     func wrongStatusIsCaught() throws {
         let fixture = try ServerFixture()
@@ -73,9 +89,9 @@ struct ConformanceTests {
 
     @Test("the case files parse, names are unique, and every message type they name is known")
     func caseFilesAreWellFormed() throws {
-        let cases = try ConformanceCase.load(directory: casesDirectory)
+        let cases = try ConformanceCase.load(directory: casesDirectory) + ConformanceCase.load(directory: casesDirectory + "/limits")
         let areas = Set(cases.map { String($0.name.split(separator: ".")[0]) })
-        #expect(areas == ["handshake", "framing", "calls", "auth", "streams", "snapshots", "projections", "admin"])
+        #expect(areas == ["handshake", "framing", "calls", "auth", "streams", "snapshots", "projections", "admin", "limits"])
         #expect(cases.allSatisfy { !$0.rule.isEmpty })
         // PROTOCOL.md section 11 names the cases that check each section.
         let protocolText = try String(contentsOfFile: (casesDirectory as NSString).deletingLastPathComponent + "/PROTOCOL.md", encoding: .utf8)
