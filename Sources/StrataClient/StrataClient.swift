@@ -7,7 +7,7 @@ import SwiftProtobuf
 /// A Strata client: one multiplexed connection (reopened on demand after it
 /// fails), safe to share between tasks.
 ///
-///     let client = try await StrataClient.connect(host: "127.0.0.1", port: 7070, tenant: "default", apiKey: "dev")
+///     let client = try await StrataClient.connect(host: "127.0.0.1", port: 7070, tenant: "default", apiKey: "strata_…")
 ///     let result = try await client.append(to: "order-1", expected: .noStream, events: [
 ///         .init(type: "OrderPlaced", data: Data(#"{"total":12}"#.utf8)),
 ///     ])

@@ -91,9 +91,20 @@ public final class ConformanceRunner {
     }
 
     private func tearDown(_ tenants: [String]) {
-        guard let connection = try? WireConnection(host: host, port: port) else { return }
-        let admin = Admin(connection: connection, timeout: timeout)
-        guard (try? admin.handshake()) != nil else { return }
+        // A case that filled the server's connection limit leaves it full
+        // until the server has counted those connections down: retry briefly.
+        var admin: Admin?
+        for _ in 0 ..< 20 {
+            if let connection = try? WireConnection(host: host, port: port) {
+                let candidate = Admin(connection: connection, timeout: timeout)
+                if (try? candidate.handshake()) != nil, candidate.accepted() {
+                    admin = candidate
+                    break
+                }
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        guard let admin else { return }
         for (index, name) in tenants.enumerated() {
             let _: Strata_V1_DeleteTenantResponse? = try? admin.unary(
                 callID: UInt32(index * 2 + 1), method: "/strata.v1.Admin/DeleteTenant", tenant: nil, key: adminKey,
@@ -114,6 +125,12 @@ public final class ConformanceRunner {
             guard case .preface(let preface) = connection.next(timeout: timeout), preface == WireConnection.preface else {
                 throw ConformanceError("setup: the server did not send the preface")
             }
+        }
+
+        /// True when the server sent its SETTINGS (false: a GOAWAY, refused).
+        func accepted() -> Bool {
+            if case .frame(let frame) = connection.next(timeout: timeout) { return frame.type == 1 }
+            return false
         }
 
         func unary<Response: SwiftProtobuf.Message>(callID: UInt32, method: String, tenant: String?, key: String,

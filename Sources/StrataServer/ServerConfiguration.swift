@@ -30,7 +30,9 @@ public struct ServerConfiguration: Sendable {
     public var readPageSize: Int = 512
     /// Subscription checkpoints and the lag at which a subscriber is ended.
     public var subscriptions = SubscriptionLimits()
-    /// Development mode accepts any API key (and says so at start-up).
+    /// Development mode: the first start creates a development tenant and
+    /// key, and a missing admin key is made up and printed. Keys are checked
+    /// in both modes.
     public var developmentMode: Bool = true
 
     public init() {}
