@@ -54,6 +54,19 @@ struct ServeCommand: ParsableCommand {
         } catch {
             throw StartupError("\(error)")
         }
+        // Signals are taken over before anything starts, so a SIGTERM that
+        // arrives during start-up (or right after "listening") is never lost:
+        // the server then stops as soon as it has started.
+        let stop = DispatchSemaphore(value: 0)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let signalQueue = DispatchQueue(label: "strata.signals")
+        let sources = [SIGINT, SIGTERM].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
+            source.setEventHandler { stop.signal() }
+            source.resume()
+            return source
+        }
         let development = settings.server.developmentMode
         var adminKey = settings.adminKey
         if adminKey == nil {
@@ -63,6 +76,13 @@ struct ServeCommand: ParsableCommand {
             adminKey = APIKey.generate().text
         }
 
+        // Before anything is opened: one server per data directory.
+        let lock: DataDirectoryLock
+        do {
+            lock = try DataDirectoryLock(dataDirectory: settings.storage.dataDirectory)
+        } catch {
+            throw StartupError("\(error)")
+        }
         let engine = try StorageEngine(options: settings.storage)
         let system = try SystemStore(dataDirectory: settings.storage.dataDirectory)
         let projections = ProjectionManager(storage: engine, options: settings.projections)
@@ -103,16 +123,6 @@ struct ServeCommand: ParsableCommand {
         }
         fflush(nil)
 
-        let stop = DispatchSemaphore(value: 0)
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let signalQueue = DispatchQueue(label: "strata.signals")
-        let sources = [SIGINT, SIGTERM].map { number in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
-            source.setEventHandler { stop.signal() }
-            source.resume()
-            return source
-        }
         stop.wait()
         print("strata: shutting down: finishing in-flight calls")
         fflush(nil)
@@ -121,6 +131,7 @@ struct ServeCommand: ParsableCommand {
         // Projections commit what they have handled before the stores close.
         projections.stopAll()
         engine.close()
+        withExtendedLifetime(lock) {}  // held until the stores are closed
         // The system store stays open until the process exits: an admin
         // call still finishing on a Dispatch queue may use it, and every
         // change to it is already committed.

@@ -93,3 +93,29 @@ struct AdminCLITests {
         #expect(created.status == 0, "\(created.stderr)")
     }
 }
+
+@Suite("strata serve start-up checks", .serialized)
+struct StartupCheckTests {
+    @Test("a second server on the same data directory, or on a taken port, refuses to start with a message saying why")
+    func refusals() throws {
+        let first = try ServerProcess()
+        let otherData = NSTemporaryDirectory() + "strata-cli-startup-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: otherData) }
+
+        let sameData = try strata(["serve", "--port", "0", "--data", first.directory], environment: ["STRATA_ADMIN_KEY": testAdminKey])
+        #expect(sameData.status != 0)
+        #expect(sameData.stderr.contains("data directory \(first.directory) is in use by another strata process (pid \(first.process.processIdentifier))"),
+                "\(sameData.stderr)")
+
+        let samePort = try strata(["serve", "--port", "\(first.port)", "--data", otherData], environment: ["STRATA_ADMIN_KEY": testAdminKey])
+        #expect(samePort.status != 0)
+        #expect(samePort.stderr.contains("cannot listen on 127.0.0.1:\(first.port)"), "\(samePort.stderr)")
+        #expect(samePort.stderr.contains("Address already in use"), "\(samePort.stderr)")
+
+        // The first server is untouched, and once it stops the directory is free.
+        #expect(try strata(["tenant", "list", "--port", "\(first.port)"]).status == 0)
+        #expect(first.terminate().status == 0)
+        let second = try ServerProcess(directory: first.directory)
+        #expect(second.banner.contains("listening on"))
+    }
+}
