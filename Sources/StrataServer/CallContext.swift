@@ -37,6 +37,9 @@ public protocol CallAuthorizer: Sendable {
     /// whether or not that tenant exists) and PERMISSION_DENIED for a role
     /// too weak for `permission`.
     func authorize(method: String, permission: Permission, tenant: String?, metadata: [String: String]) throws(RPCError) -> Principal
+    /// Moves whenever a key is revoked or a tenant removed; a call
+    /// authorized at an earlier count is checked again before it runs.
+    var revocationCount: UInt64 { get }
 }
 
 extension StorageEngine {

@@ -260,6 +260,9 @@ final class Connection: @unchecked Sendable {
             tenant = named
         }
         let principal: Principal
+        // Read before the check: a revocation racing it moves the count and
+        // makes the request's arrival check again.
+        let authorizedAt = env.authorizer.revocationCount
         do {
             principal = try env.authorizer.authorize(method: headers.method, permission: route.permission,
                                                      tenant: tenant.isEmpty ? nil : tenant, metadata: headers.metadata)
@@ -276,7 +279,7 @@ final class Connection: @unchecked Sendable {
                                   requestID: headers.metadata[MetadataKey.requestID], deadline: deadline, peer: peer,
                                   principal: principal)
         let call = ServerCall(id: callID, handler: handler, context: context, permission: route.permission,
-                              initialWindow: peerInitialWindow)
+                              authorizedAt: authorizedAt, initialWindow: peerInitialWindow)
         calls[callID] = call
         if timeoutMs > 0 {
             deadlines.add(callID, deadline: .now() + .milliseconds(Int(timeoutMs)))
@@ -291,16 +294,18 @@ final class Connection: @unchecked Sendable {
             finish(call.id, RPCError(.invalidArgument, error.description))
             return
         }
-        // The key is checked again now that the call is about to run: one
-        // revoked (or whose tenant was deleted) after the HEADERS arrived
-        // must not run it. A lookup in the key store's memory, so cheap.
-        do {
-            _ = try env.authorizer.authorize(method: call.context.method, permission: call.permission,
-                                             tenant: call.context.tenant.isEmpty ? nil : call.context.tenant,
-                                             metadata: call.context.metadata)
-        } catch {
-            finish(call.id, error)
-            return
+        // A key revoked (or whose tenant was deleted) after the HEADERS
+        // arrived must not run the call: check again, but only if anything
+        // was revoked since.
+        if env.authorizer.revocationCount != call.authorizedAt {
+            do {
+                _ = try env.authorizer.authorize(method: call.context.method, permission: call.permission,
+                                                 tenant: call.context.tenant.isEmpty ? nil : call.context.tenant,
+                                                 metadata: call.context.metadata)
+            } catch {
+                finish(call.id, error)
+                return
+            }
         }
         switch call.handler {
         case .unary(let handler):

@@ -6,17 +6,21 @@ final class ServerCall {
     let id: UInt32
     let handler: MethodHandler
     let context: CallContext
-    /// What the method needs; checked again when the request arrives.
+    /// What the method needs; checked again when the request arrives if a
+    /// key was revoked since `authorizedAt`.
     let permission: Permission
+    let authorizedAt: UInt64
     /// The protocol state shared with the client's implementation: request
     /// received or not, credit left, ended.
     var lifecycle: CallLifecycle
     /// The running server-streaming source; nil for unary calls and once ended.
     var source: (any ServerStreamSource)?
 
-    init(id: UInt32, handler: MethodHandler, context: CallContext, permission: Permission, initialWindow: Int) {
+    init(id: UInt32, handler: MethodHandler, context: CallContext, permission: Permission, authorizedAt: UInt64,
+         initialWindow: Int) {
         self.id = id
         self.permission = permission
+        self.authorizedAt = authorizedAt
         self.handler = handler
         self.context = context
         let kind: CallLifecycle.Kind = switch handler {

@@ -18,6 +18,8 @@ public struct KeyAuthorizer: CallAuthorizer {
         self.adminKeyHash = APIKey.hash(adminKey)
     }
 
+    public var revocationCount: UInt64 { system.revocationCount }
+
     public func authorize(method: String, permission: Permission, tenant: String?,
                           metadata: [String: String]) throws(RPCError) -> Principal {
         guard let header = metadata[MetadataKey.authorization], !header.isEmpty else {
@@ -27,20 +29,25 @@ public struct KeyAuthorizer: CallAuthorizer {
             throw RPCError(.unauthenticated, "the 'authorization' metadata must be 'Bearer <api key>'")
         }
         let token = String(header.dropFirst("Bearer ".count))
-        if APIKey.constantTimeEqual(APIKey.hash(token), adminKeyHash) { return .serverAdmin }
-
         // One answer for a malformed key, an unknown key, a revoked key and a
         // key of another tenant (existing or not): nothing to probe with.
         let refusal = RPCError(.unauthenticated, tenant.map { "the API key is not valid for tenant '\($0)'" } ?? "the API key is not valid")
-        guard let key = APIKey(parsing: token) else { throw refusal }
+        // A stored key's id is looked up first, so a call costs one SHA-256:
+        // the admin key is only hashed for tokens that name no stored key
+        // (a generated admin key has the same shape as an API key).
+        let parsed = APIKey(parsing: token)
         let record: KeyRecord?
         do {
-            record = try system.key(id: key.id)
+            record = try parsed.flatMap { try system.key(id: $0.id) }
         } catch {
             throw RPCError(.internal, "cannot read the key store: \(error)")
         }
-        guard let record, record.revokedAt == nil, tenant == nil || record.tenant == tenant,
-              APIKey.constantTimeEqual(key.secretHash, record.secretHash) else {
+        guard let parsed, let record else {
+            if APIKey.constantTimeEqual(APIKey.hash(token), adminKeyHash) { return .serverAdmin }
+            throw refusal
+        }
+        guard record.revokedAt == nil, tenant == nil || record.tenant == tenant,
+              APIKey.constantTimeEqual(parsed.secretHash, record.secretHash) else {
             throw refusal
         }
         switch permission {

@@ -89,6 +89,12 @@ public final class SystemStore: Sendable {
     /// so a fill can never overwrite a newer record written meanwhile (the
     /// writer updates the cache after its commit, under the same lock).
     private let keyCache = Mutex<[String: KeyRecord]>([:])
+    private let revocations = Atomic<UInt64>(0)
+
+    /// Goes up (after the change is visible) with every key revocation and
+    /// tenant removal: a call authorized earlier needs checking again only
+    /// when this has moved.
+    public var revocationCount: UInt64 { revocations.load(ordering: .acquiring) }
 
     static let schemaVersion: UInt32 = 1
 
@@ -175,6 +181,7 @@ public final class SystemStore: Sendable {
         keyCache.withLock { cache in
             cache = cache.filter { $0.value.tenant != name }
         }
+        revocations.add(1, ordering: .releasing)
         return removed
     }
 
@@ -221,6 +228,7 @@ public final class SystemStore: Sendable {
             return record
         }
         keyCache.withLock { $0[id] = record }
+        revocations.add(1, ordering: .releasing)
         return record
     }
 
