@@ -176,8 +176,7 @@ extension Environment {
             throw LMDBError(code: code, operation: "create \(path)")
         }
         let handle = self.handle
-        let copyResult = LockedBox<Int32>(0)
-        let copyDone = DispatchSemaphore(value: 0)
+        let copyResult = ResultBox<Int32>()
         let flags = compact ? UInt32(MDB_CP_COMPACT) : 0
         // `handle` is an OpaquePointer LMDB lets any thread use; the copy
         // thread touches nothing else.
@@ -185,8 +184,7 @@ extension Environment {
         Thread.detachNewThread {
             let rc = mdb_env_copyfd2(envHandle, writeFD, flags)
             Glibc.close(writeFD)
-            copyResult.set(rc)
-            copyDone.signal()
+            copyResult.fill(.success(rc))
         }
         var failure: (any Error)?
         var written = 0
@@ -218,9 +216,9 @@ extension Environment {
         }
         // Closing the read end makes a copy still writing fail with EPIPE.
         Glibc.close(readFD)
-        copyDone.wait()
-        if failure == nil, copyResult.get() != 0 {
-            failure = LMDBError(code: copyResult.get(), operation: "mdb_env_copyfd2")
+        let rc = (try? copyResult.wait().get()) ?? EIO
+        if failure == nil, rc != 0 {
+            failure = LMDBError(code: rc, operation: "mdb_env_copyfd2")
         }
         if failure == nil, fsync(out) != 0 {
             failure = LMDBError(code: errno, operation: "fsync \(path)")
@@ -231,13 +229,4 @@ extension Environment {
             throw failure
         }
     }
-}
-
-/// A value guarded by a lock, for handing a result between threads.
-final class LockedBox<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()  // guards `value`
-    private var value: T
-    init(_ value: T) { self.value = value }
-    func get() -> T { lock.withLock { value } }
-    func set(_ newValue: T) { lock.withLock { value = newValue } }
 }
