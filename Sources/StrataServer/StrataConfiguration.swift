@@ -28,6 +28,9 @@ public struct StrataConfiguration: Sendable {
     public var backupDirectory: String?
     /// How long deleting or compacting a tenant waits for its calls to finish.
     public var drainTimeout: Duration = .seconds(10)
+    /// Long admin operations (backup, restore, verify, compact) running at
+    /// once; each holds a thread, so more are refused, not queued.
+    public var maxAdminOperations = 2
 
     /// The backup directory in effect.
     public var effectiveBackupDirectory: String {
@@ -84,6 +87,8 @@ public struct StrataConfiguration: Sendable {
             c.storage.store.snapshotsPerStream = try positive("storage.snapshots_per_stream", v) },
         "limits.max_snapshot_bytes": { c, v throws(ConfigurationError) in
             c.storage.store.limits.maxSnapshotBytes = try positive("limits.max_snapshot_bytes", v) },
+        "limits.max_admin_operations": { c, v throws(ConfigurationError) in
+            c.maxAdminOperations = try positive("limits.max_admin_operations", v) },
         "limits.max_event_bytes": { c, v throws(ConfigurationError) in c.storage.store.limits.maxEventBytes = try positive("limits.max_event_bytes", v) },
         "limits.max_events_per_append": { c, v throws(ConfigurationError) in
             c.storage.store.limits.maxEventsPerAppend = try positive("limits.max_events_per_append", v) },

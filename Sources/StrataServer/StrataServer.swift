@@ -35,7 +35,7 @@ public final class StrataServer: @unchecked Sendable {
     /// Admin, authorizing calls against `system`'s keys and `adminKey`.
     public convenience init(configuration: ServerConfiguration, engine: StorageEngine, system: SystemStore,
                             adminKey: String, projections: ProjectionManager,
-                            backupDirectory: String, drainTimeout: Duration = .seconds(10),
+                            backupDirectory: String, drainTimeout: Duration = .seconds(10), maxAdminOperations: Int = 2,
                             log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("strata: " + $0 + "\n").utf8)) }) {
         var router = Router()
         StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
@@ -46,7 +46,7 @@ public final class StrataServer: @unchecked Sendable {
         let calls = CallTerminator()
         let tenants = TenantDirectory(system: system, engine: engine, projections: projections, calls: calls,
                                       backupDirectory: backupDirectory, drainTimeout: drainTimeout, log: log)
-        AdminService(tenants: tenants).register(in: &router)
+        AdminService(tenants: tenants, maxOperations: maxAdminOperations).register(in: &router)
         self.init(configuration: configuration, router: router,
                   authorizer: KeyAuthorizer(system: system, adminKey: adminKey), calls: calls, tenants: tenants, log: log)
     }
@@ -66,6 +66,11 @@ public final class StrataServer: @unchecked Sendable {
             source.resume()
         }
         return port
+    }
+
+    /// Every method the server serves, with what it needs of a caller's key.
+    public var permissions: [String: Permission] {
+        Dictionary(uniqueKeysWithValues: env.router.methods.compactMap { method in env.router.permission(for: method).map { (method, $0) } })
     }
 
     /// Open connections now.

@@ -89,7 +89,7 @@ struct ServeCommand: ParsableCommand {
         let log: @Sendable (String) -> Void = { print("strata: " + $0); fflush(nil) }
         let server = StrataServer(configuration: settings.server, engine: engine, system: system, adminKey: adminKey ?? "",
                                   projections: projections, backupDirectory: settings.effectiveBackupDirectory,
-                                  drainTimeout: settings.drainTimeout, log: log)
+                                  drainTimeout: settings.drainTimeout, maxAdminOperations: settings.maxAdminOperations, log: log)
         // The registry matches the disk and quotas are known before any call.
         for note in try server.tenants?.reconcile() ?? [] { log(note) }
         let bound: UInt16

@@ -38,19 +38,13 @@ struct TenancyTests {
         let keys: [Role: String] = try Dictionary(uniqueKeysWithValues: Role.allCases.map { ($0, try fixture.key($0)) })
         let raw = try RawConnection(port: fixture.port)
         try raw.handshake()
-        var router = Router()
-        // The fixture's router is private to the server; rebuild the same method table.
-        StreamsService(engine: fixture.engine, readPageSize: 1, maxFrameSize: 1 << 20, subscriptions: SubscriptionLimits()).register(in: &router)
-        SnapshotsService(engine: fixture.engine, readPageSize: 1, maxFrameSize: 1 << 20).register(in: &router)
-        ProjectionsService(manager: fixture.projections!).register(in: &router)
-        AdminService(tenants: fixture.tenants).register(in: &router)
-        #expect(router.methods.count == 32)
+        let permissions = fixture.server.permissions
+        #expect(permissions.count == 32)
 
         var callID: UInt32 = 1
         var checked = 0
         let callers: [Caller] = Role.allCases.map { .role($0) } + [.wrongKey, .noKey, .serverAdmin]
-        for method in router.methods {
-            let permission = try #require(router.permission(for: method))
+        for (method, permission) in permissions.sorted(by: { $0.key < $1.key }) {
             for caller in callers {
                 var answers: [Target: Strata_V1_Trailers] = [:]
                 for target in Target.allCases {
@@ -335,6 +329,51 @@ struct TenancyTests {
         #expect(belowUse?.message.contains("bytes tenant 'small' uses") == true, "\(belowUse?.message ?? "")")
         #expect(try await client.tenantStats().maxSizeBytes == 4 << 20)
         #expect(try await admin.tenants().first { $0.name == "small" }?.maxSizeBytes == 4 << 20)
+    }
+
+    @Test("start-up reconciles the registry with the disk: unregistered directories join, vanished ones leave, leftovers go")
+    func reconcile() throws {
+        let fixture = try ServerFixture()
+        // A tenant directory from before the registry, one registered tenant
+        // whose directory is gone, and the leftover of an interrupted deletion.
+        try fixture.engine.createTenant("legacy").release()
+        try fixture.system.insertTenant(TenantRecord(name: "vanished", createdAt: 1, maxSizeBytes: 2 << 20))
+        let leftover = (fixture.engine.directory(of: "x") as NSString).deletingLastPathComponent + "/.deleted-old-1"
+        try FileManager.default.createDirectory(atPath: leftover, withIntermediateDirectories: true)
+        let notes = try fixture.tenants.reconcile()
+        #expect(notes.count == 3, "\(notes)")
+        #expect(try fixture.system.tenants().map(\.name).sorted() == ["acme", "legacy"])
+        #expect(!FileManager.default.fileExists(atPath: leftover))
+        #expect(try fixture.tenants.reconcile().isEmpty)
+    }
+
+    @Test("long admin operations beyond limits.max_admin_operations are refused with RESOURCE_EXHAUSTED, not queued")
+    func operationLimit() throws {
+        let fixture = try ServerFixture()
+        _ = try fixture.tenants.createTenant("globex", maxSizeBytes: nil)
+        // Leases keep both tenants busy, so their compactions wait to drain.
+        let acme = try fixture.engine.lease("acme"), globex = try fixture.engine.lease("globex")
+        let raw = try RawConnection(port: fixture.port)
+        try raw.handshake()
+        // One connection processes frames in order: calls 1 and 3 hold the
+        // two slots (the default limit) before call 5 arrives.
+        try raw.openCall(1, method: AdminMethod.compactTenant, tenant: "acme", request: Strata_V1_CompactTenantRequest())
+        try raw.openCall(3, method: AdminMethod.compactTenant, tenant: "globex", request: Strata_V1_CompactTenantRequest())
+        try raw.openCall(5, method: AdminMethod.verifyTenant, tenant: "acme", request: Strata_V1_VerifyTenantRequest())
+        let refused = try trailers(raw.read(until: .trailers, callID: 5))
+        #expect(refused?.code == StatusCode.resourceExhausted.rawValue)
+        #expect(refused?.message.contains("limits.max_admin_operations") == true, "\(refused?.message ?? "")")
+        acme.release()
+        globex.release()
+        // Both compactions finish, in either order.
+        var ended: [UInt32: UInt32] = [:]
+        while ended.count < 2, let frame = try raw.readFrame() {
+            if frame.type == .trailers { ended[frame.callID] = try Strata_V1_Trailers(serializedBytes: frame.payload).code }
+        }
+        #expect(ended == [1: StatusCode.ok.rawValue, 3: StatusCode.ok.rawValue])
+        // The slots are free again.
+        try raw.openCall(7, method: AdminMethod.verifyTenant, tenant: "acme", request: Strata_V1_VerifyTenantRequest())
+        #expect(try trailers(raw.read(until: .trailers, callID: 7))?.code == StatusCode.ok.rawValue)
     }
 
     @Test("compaction keeps every event, verify accepts the result, and stats report it")

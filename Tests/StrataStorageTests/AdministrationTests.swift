@@ -117,6 +117,17 @@ struct AdministrationTests {
         #expect(try after.store.verify { _ in true }.isConsistent)
     }
 
+    @Test("a cancelled backup leaves nothing behind and the name can be used again")
+    func cancelledBackup() throws {
+        let fixture = try populated()
+        let directory = fixture.directory.sub("backups/cut")
+        #expect(throws: StorageError.self) { _ = try fixture.store.backup(to: directory) { _ in false } }
+        #expect(!FileManager.default.fileExists(atPath: directory))
+        let manifest = try fixture.store.backup(to: directory) { _ in true }
+        #expect(manifest.headPositionAtLeast == 170)
+        #expect(FileManager.default.fileExists(atPath: directory + "/backup.json"))
+    }
+
     @Test("closeWhenIdle waits for leases and gives up after its timeout")
     func drainTimeout() throws {
         let directory = TemporaryDirectory()

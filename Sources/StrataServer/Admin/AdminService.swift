@@ -5,6 +5,7 @@ import StrataProto
 import StrataStorage
 import StrataWire
 import SwiftProtobuf
+import Synchronization
 
 /// The Admin service (proto/strata/v1/admin.proto). Tenant management needs
 /// the server admin key; the rest acts on the call's tenant and needs its
@@ -14,9 +15,15 @@ import SwiftProtobuf
 public struct AdminService: Sendable {
     let tenants: TenantDirectory
     private let work = DispatchQueue(label: "strata.admin.calls", attributes: .concurrent)
+    /// Long operations running now, against `maxOperations`: each blocks a
+    /// thread for its whole run, so a caller must not be able to start
+    /// enough of them to starve the server's Dispatch threads.
+    private let running = OperationSlots()
+    let maxOperations: Int
 
-    public init(tenants: TenantDirectory) {
+    public init(tenants: TenantDirectory, maxOperations: Int = 2) {
         self.tenants = tenants
+        self.maxOperations = maxOperations
     }
 
     public func register(in router: inout Router) {
@@ -185,9 +192,17 @@ public struct AdminService: Sendable {
         _ router: inout Router, _ method: String, _ permission: Permission, _: Request.Type,
         _ body: @escaping @Sendable (Request, CallContext, ProgressHandler) throws -> Strata_V1_OperationUpdate
     ) {
+        let running = self.running
+        let limit = maxOperations
         router.register(method, permission, .serverStreaming { bytes, context throws(RPCError) in
             let request = try StreamsService.decode(Request.self, bytes)
-            return OperationSource { progress in try body(request, context, progress) }
+            guard running.take(limit: limit) else {
+                throw RPCError(.resourceExhausted, "\(limit) admin operation(s) are already running (limits.max_admin_operations); retry when one finishes")
+            }
+            return OperationSource { progress in
+                defer { running.give() }
+                return try body(request, context, progress)
+            }
         })
     }
 }
@@ -208,5 +223,23 @@ extension Role {
         case .write: .write
         case .admin: .admin
         }
+    }
+}
+
+/// A counter of running operations under a limit. Thread-safe (a Mutex).
+final class OperationSlots: Sendable {
+    private let count = Mutex(0)
+
+    /// Takes a slot if fewer than `limit` are taken.
+    func take(limit: Int) -> Bool {
+        count.withLock { count in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    func give() {
+        count.withLock { $0 -= 1 }
     }
 }
