@@ -197,7 +197,12 @@ final class ClientConnection: @unchecked Sendable {
                     settings.maxFrameSize = maxFrameSize
                     settings.initialWindowMessages = ProtocolDefaults.initialWindowMessages
                     settings.agent = "strata-swift-client/1"
-                    try connection.write(Preface.bytes + Frame(type: .settings, payload: (try? settings.serializedBytes()) ?? []).encoded)
+                    do {
+                        try connection.write(Preface.bytes + Frame(type: .settings, payload: (try? settings.serializedBytes()) ?? []).encoded)
+                    } catch {
+                        Glibc.close(fd)  // no reader thread owns it yet
+                        throw error
+                    }
                     let thread = Thread { connection.readLoop() }
                     thread.name = "strata-client-reader"
                     thread.start()
@@ -404,7 +409,12 @@ final class ClientConnection: @unchecked Sendable {
     /// Closes the connection; pending calls fail with UNAVAILABLE.
     func close() {
         fail(RPCError(.unavailable, "the client closed the connection"))
-        shutdown(fd, Int32(SHUT_RDWR))
+        // Once the reader thread has closed `fd` its number may belong to
+        // another socket of this process (a server's connection, in tests):
+        // shutting it down would cut that one.
+        sendLock.lock()
+        defer { sendLock.unlock() }
+        if !descriptorClosed { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     private func fail(_ error: RPCError) {
