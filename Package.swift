@@ -20,6 +20,11 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // SHA-256 for API key hashes and secure random key material.
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3" ..< "4.0.0"),
+        // Metrics (the API), their Prometheus text exposition, and structured logs.
+        // None of them pulls in SwiftNIO.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // LMDB, linked from the system (Debian: liblmdb-dev).
@@ -69,7 +74,10 @@ let package = Package(
             dependencies: ["StrataWire", "StrataProto", "StrataStorage", "StrataProjections",
                            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                            .product(name: "Yams", package: "Yams"),
-                           .product(name: "Crypto", package: "swift-crypto")]
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "Logging", package: "swift-log")]
         ),
         // The protocol conformance runner: its own framing on raw sockets
         // (never StrataWire or StrataClient), cases from proto/conformance.
@@ -83,6 +91,7 @@ let package = Package(
                 "StrataStorage", "StrataServer", "StrataClient", "StrataProjections", "StrataConformance",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
@@ -92,7 +101,8 @@ let package = Package(
         .testTarget(
             name: "StrataServerTests",
             dependencies: ["StrataServer", "StrataClient", "StrataWire", "StrataProto", "StrataStorage", "StrataProjections",
-                           "StrataConformance", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+                           "StrataConformance", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "StrataWireTests",

@@ -18,7 +18,7 @@ servers=()
 start_server() {
   local name="$1"; shift
   local log="$data/$name.log"
-  env "$@" "$strata" serve --host 127.0.0.1 --port 0 --data "$data/$name" --durability relaxed >"$log" 2>&1 &
+  env "$@" "$strata" serve --host 127.0.0.1 --port 0 --metrics-port 0 --data "$data/$name" --durability relaxed >"$log" 2>&1 &
   local pid=$!
   servers+=("$pid")
   port=""

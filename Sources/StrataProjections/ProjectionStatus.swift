@@ -3,7 +3,7 @@ import StrataStorage
 
 /// What a projection is doing, as reported to operators.
 public struct ProjectionStatus: Sendable, Hashable {
-    public enum State: String, Sendable, Hashable {
+    public enum State: String, Sendable, Hashable, CaseIterable {
         /// Catching up or following live.
         case running
         /// Paused by an operator; resumes where it stopped.

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Logging
 import StrataProto
 import StrataWire
 import SwiftProtobuf
@@ -9,7 +10,8 @@ struct ConnectionEnvironment: Sendable {
     let configuration: ServerConfiguration
     let router: Router
     let authorizer: any CallAuthorizer
-    let log: @Sendable (String) -> Void
+    let logger: Logger
+    let metrics: ServerMetrics
 }
 
 /// One client connection: a non-blocking socket driven by a read and a write
@@ -26,6 +28,8 @@ final class Connection: @unchecked Sendable {
     let queue: DispatchQueue
     private let fd: Int32
     private let env: ConnectionEnvironment
+    /// The server's logger with this connection's id and peer.
+    private let logger: Logger
     private let onClose: @Sendable (UInt64) -> Void
 
     private var readSource: DispatchSourceRead?
@@ -65,6 +69,10 @@ final class Connection: @unchecked Sendable {
         self.env = env
         self.onClose = onClose
         self.peer = Socket.peerName(fd)
+        var logger = env.logger
+        logger[metadataKey: "connection"] = "\(id)"
+        logger[metadataKey: "peer"] = "\(peer)"
+        self.logger = logger
         self.queue = DispatchQueue(label: "strata.connection.\(id)")
         self.decoder = FrameDecoder(maxPayloadSize: env.configuration.maxFrameSize, expectPreface: true)
         self.peerInitialWindow = Int(env.configuration.initialWindowMessages)
@@ -111,6 +119,9 @@ final class Connection: @unchecked Sendable {
 
     /// Bytes queued for this client's socket now (reads the queue's state synchronously).
     var queuedBytes: Int { queue.sync { pendingBytes } }
+
+    /// Calls open now (reads the queue's state synchronously).
+    var openCallCount: Int { queue.sync { calls.count } }
 
     // MARK: - Shutdown
 
@@ -166,7 +177,7 @@ final class Connection: @unchecked Sendable {
             } else {
                 let code = errno
                 if code == EAGAIN || code == EWOULDBLOCK || code == EINTR { return }
-                close(reason: "recv: \(String(cString: strerror(code)))")
+                close(reason: "recv: \(String(cString: strerror(code)))", isError: true)
                 return
             }
         }
@@ -179,7 +190,6 @@ final class Connection: @unchecked Sendable {
                 frame = try decoder.next()
             } catch {
                 let code: StatusCode = if case .frameTooLarge = error { .resourceExhausted } else { .invalidArgument }
-                env.log("connection \(id) \(peer): \(error)")
                 goAway(code: code, reason: error.description)
                 return
             }
@@ -231,30 +241,32 @@ final class Connection: @unchecked Sendable {
         let callID = frame.callID
         lastCallID = callID  // FrameRules checked that it increases
         if goingAway {
-            sendTrailers(callID, RPCError(.unavailable, "the server is shutting down; retry on a new connection"))
+            reject(callID, RPCError(.unavailable, "the server is shutting down; retry on a new connection"))
             return
         }
         guard calls.count < Int(env.configuration.maxConcurrentCallsPerConnection) else {
-            sendTrailers(callID, RPCError(.resourceExhausted,
-                                          "more than \(env.configuration.maxConcurrentCallsPerConnection) concurrent calls on one connection"))
+            reject(callID, RPCError(.resourceExhausted,
+                                    "more than \(env.configuration.maxConcurrentCallsPerConnection) concurrent calls on one connection"))
             return
         }
         let headers: Strata_V1_CallHeaders
         do {
             headers = try CallHeadersCodec.decode(frame.payload)
         } catch {
-            sendTrailers(callID, RPCError(.invalidArgument, "HEADERS payload is not a valid CallHeaders message"))
+            reject(callID, RPCError(.invalidArgument, "HEADERS payload is not a valid CallHeaders message"))
             return
         }
+        let requestID = headers.metadata[MetadataKey.requestID]
         guard let route = env.router.route(for: headers.method) else {
-            sendTrailers(callID, RPCError(.unimplemented, "unknown method '\(headers.method)'"))
+            reject(callID, RPCError(.unimplemented, "unknown method '\(headers.method)'"), requestID: requestID)
             return
         }
         let handler = route.handler
         var tenant = ""
         if route.permission != .serverAdmin {
             guard let named = headers.metadata[MetadataKey.tenant], !named.isEmpty else {
-                sendTrailers(callID, RPCError.invalidArgument(field: "metadata.tenant", reason: "every call names its tenant"))
+                reject(callID, RPCError.invalidArgument(field: "metadata.tenant", reason: "every call names its tenant"),
+                       method: headers.method, requestID: requestID)
                 return
             }
             tenant = named
@@ -267,7 +279,9 @@ final class Connection: @unchecked Sendable {
             principal = try env.authorizer.authorize(method: headers.method, permission: route.permission,
                                                      tenant: tenant.isEmpty ? nil : tenant, metadata: headers.metadata)
         } catch {
-            sendTrailers(callID, error)
+            // The tenant is logged only if the key belongs to it: a caller
+            // must not be able to write arbitrary names into the logs.
+            reject(callID, error, method: headers.method, requestID: requestID)
             return
         }
         // Deadlines beyond 30 days are treated as 30 days: any client value is
@@ -288,6 +302,7 @@ final class Connection: @unchecked Sendable {
 
     private func handleMessage(_ frame: Frame) {
         guard let call = calls[frame.callID] else { return }  // FrameRules: the call is open
+        call.requestArrivedAt = .now
         do {
             try call.lifecycle.request(endStream: frame.flags.contains(.endStream))
         } catch {
@@ -354,6 +369,9 @@ final class Connection: @unchecked Sendable {
     private func handleCancel(_ frame: Frame) {
         guard let call = calls.removeValue(forKey: frame.callID) else { return }
         call.end()
+        deadlines.remove(call.id)
+        env.metrics.callEnded(method: call.context.method, code: .cancelled, duration: nil)
+        logger.debug("call cancelled by the client", metadata: callMetadata(call))
         afterCallEnded()
     }
 
@@ -443,10 +461,49 @@ final class Connection: @unchecked Sendable {
         call.end()
         deadlines.remove(callID)
         sendTrailers(callID, error)
-        if let error, error.code != .ok {
-            env.log("call \(callID) \(call.context.method) tenant=\(call.context.tenant) request-id=\(call.context.requestID ?? "-") failed: \(error)")
+        let code = error?.code ?? .ok
+        let unary: Bool = if case .unary = call.handler { true } else { false }
+        let elapsed = call.requestArrivedAt.map { ContinuousClock.now - $0 }
+        env.metrics.callEnded(method: call.context.method, code: code, duration: unary ? elapsed : nil)
+        if code == .ok, let elapsed,
+           call.context.method == StreamsMethod.append || call.context.method == StreamsMethod.appendMulti {
+            env.metrics.appendAcknowledged(after: elapsed)
+        }
+        if let error, code != .ok {
+            logFailure(error, metadata: callMetadata(call))
         }
         afterCallEnded()
+    }
+
+    /// Refuses a call before it exists (its HEADERS were not acceptable):
+    /// trailers, the calls metric and a log line. `method` is given only
+    /// once it is known to be one the router serves.
+    private func reject(_ callID: UInt32, _ error: RPCError, method: String? = nil, requestID: String? = nil) {
+        sendTrailers(callID, error)
+        env.metrics.callEnded(method: method ?? "unknown", code: error.code, duration: nil)
+        var metadata: Logger.Metadata = ["call": "\(callID)", "method": "\(method ?? "unknown")", "code": "\(error.code)"]
+        if let requestID { metadata["request_id"] = "\(requestID.prefix(128))" }
+        logFailure(error, metadata: metadata)
+    }
+
+    /// One line per failed call: server faults as errors, the rest (the
+    /// caller's mistakes, conflicts, limits) as info.
+    private func logFailure(_ error: RPCError, metadata: Logger.Metadata) {
+        var metadata = metadata
+        metadata["code"] = "\(error.code)"
+        switch error.code {
+        case .internal, .dataLoss, .unknown:
+            logger.error("call failed: \(error.message)", metadata: metadata)
+        default:
+            logger.info("call failed: \(error.message)", metadata: metadata)
+        }
+    }
+
+    private func callMetadata(_ call: ServerCall) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["call": "\(call.id)", "method": "\(call.context.method)"]
+        if !call.context.tenant.isEmpty { metadata["tenant"] = "\(call.context.tenant)" }
+        if let requestID = call.context.requestID { metadata["request_id"] = "\(requestID.prefix(128))" }
+        return metadata
     }
 
     /// Subscriptions never finish by themselves: when the connection is
@@ -474,9 +531,8 @@ final class Connection: @unchecked Sendable {
         goAway.code = code.rawValue
         goAway.reason = reason
         send(.goAway, payload: goAway)
-        if code != .ok { env.log("connection \(id) \(peer): GOAWAY \(code): \(reason)") }
-        for call in calls.values { call.end() }
-        calls.removeAll()
+        if code != .ok { logger.info("connection error: GOAWAY \(code): \(reason)", metadata: ["code": "\(code)"]) }
+        abandonCalls()
         goingAway = true
         closeAfterFlush()
     }
@@ -521,7 +577,7 @@ final class Connection: @unchecked Sendable {
             } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
                 break
             } else {
-                close(reason: "send: \(String(cString: strerror(errno)))")
+                close(reason: "send: \(String(cString: strerror(errno)))", isError: true)
                 return
             }
         }
@@ -575,11 +631,17 @@ final class Connection: @unchecked Sendable {
 
     // MARK: - Closing
 
-    private func close(reason: String) {
+    /// `isError`: a socket error, logged as a connection error (ordinary
+    /// closes are logged at debug level).
+    private func close(reason: String, isError: Bool = false) {
         guard !closed else { return }
         closed = true
-        for call in calls.values { call.end() }
-        calls.removeAll()
+        if isError || !calls.isEmpty {
+            logger.info("connection error: \(reason)", metadata: ["open_calls": "\(calls.count)"])
+        } else {
+            logger.debug("connection closed: \(reason)")
+        }
+        abandonCalls()
         for timer in timers { timer.cancel() }
         timers.removeAll()
         deadlines.cancel()
@@ -590,6 +652,16 @@ final class Connection: @unchecked Sendable {
         readSource?.cancel()
         writeSource?.cancel()
         if readSource == nil && writeSource == nil { finishClose() }
+    }
+
+    /// Ends every open call without trailers (the connection is going):
+    /// they count as CANCELLED.
+    private func abandonCalls() {
+        for call in calls.values {
+            call.end()
+            env.metrics.callEnded(method: call.context.method, code: .cancelled, duration: nil)
+        }
+        calls.removeAll()
     }
 
     private func sourceCancelled() {

@@ -73,6 +73,11 @@ public final class ProjectionManager: Sendable {
         return entry.engine
     }
 
+    /// Tenants whose projection engines are running now.
+    public var runningTenants: [String] {
+        engines.withLock { $0.engines.keys.sorted() }
+    }
+
     /// The tenant's engine if its projections are running; never opens one.
     public func runningEngine(for tenant: String) -> ProjectionEngine? {
         engines.withLock { $0.engines[tenant]?.engine }

@@ -15,6 +15,8 @@ final class ServerCall {
     var lifecycle: CallLifecycle
     /// The running server-streaming source; nil for unary calls and once ended.
     var source: (any ServerStreamSource)?
+    /// When the request message arrived (call durations are measured from here).
+    var requestArrivedAt: ContinuousClock.Instant?
 
     init(id: UInt32, handler: MethodHandler, context: CallContext, permission: Permission, authorizedAt: UInt64,
          initialWindow: Int) {

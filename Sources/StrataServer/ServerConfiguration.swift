@@ -34,6 +34,10 @@ public struct ServerConfiguration: Sendable {
     /// key, and a missing admin key is made up and printed. Keys are checked
     /// in both modes.
     public var developmentMode: Bool = true
+    /// Where `GET /metrics`, `/health` and `/ready` are served (plain HTTP).
+    public var metricsHost: String = "127.0.0.1"
+    /// The metrics port; 0 picks a free one; nil serves no metrics endpoint.
+    public var metricsPort: UInt16? = nil
 
     public init() {}
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import StrataProjections
 import StrataStorage
 import Yams
@@ -31,6 +32,10 @@ public struct StrataConfiguration: Sendable {
     /// Long admin operations (backup, restore, verify, compact) running at
     /// once; each holds a thread, so more are refused, not queued.
     public var maxAdminOperations = 2
+    /// Lowest level logged (`logging.level`).
+    public var logLevel: Logger.Level = .info
+    /// `text` or `json` lines (`logging.format`).
+    public var logFormat: LogFormat = .text
 
     /// The backup directory in effect.
     public var effectiveBackupDirectory: String {
@@ -39,6 +44,11 @@ public struct StrataConfiguration: Sendable {
 
     /// Shortest server admin key accepted.
     public static let minimumAdminKeyLength = 24
+
+    /// Whether `/metrics`, `/health` and `/ready` are served (`metrics.enabled`).
+    public var metricsEnabled = true
+    /// Their port (`metrics.port`; 0 picks a free one).
+    public var metricsPort: UInt16 = 7071
 
     public init() {
         storage = StorageEngineOptions(dataDirectory: "./data")
@@ -126,6 +136,19 @@ public struct StrataConfiguration: Sendable {
         "auth.drain_timeout_seconds": { c, v throws(ConfigurationError) in
             c.drainTimeout = .seconds(try positive("auth.drain_timeout_seconds", v)) },
         "storage.backup_directory": { c, v throws(ConfigurationError) in c.backupDirectory = try nonEmpty("storage.backup_directory", v) },
+        "metrics.enabled": { c, v throws(ConfigurationError) in c.metricsEnabled = try boolean("metrics.enabled", v) },
+        "metrics.host": { c, v throws(ConfigurationError) in c.server.metricsHost = try nonEmpty("metrics.host", v) },
+        "metrics.port": { c, v throws(ConfigurationError) in c.metricsPort = try integer("metrics.port", v, UInt16.self) },
+        "logging.level": { c, v throws(ConfigurationError) in
+            guard let level = Logger.Level(rawValue: v.lowercased()) else {
+                throw ConfigurationError(key: "logging.level", message: "must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), not '\(v)'")
+            }
+            c.logLevel = level },
+        "logging.format": { c, v throws(ConfigurationError) in
+            guard let format = LogFormat(rawValue: v.lowercased()) else {
+                throw ConfigurationError(key: "logging.format", message: "must be text or json, not '\(v)'")
+            }
+            c.logFormat = format },
         "development.tenant": { c, v throws(ConfigurationError) in
             do {
                 try TenantName.validate(v)
@@ -147,6 +170,7 @@ public struct StrataConfiguration: Sendable {
         "STRATA_MAP_SIZE_MIB": "storage.map_size_mib",
         "STRATA_DEV_TENANT": "development.tenant",
         "STRATA_ADMIN_KEY": "auth.admin_key",
+        "STRATA_LOG_LEVEL": "logging.level",
     ]
 
     /// Builds the configuration: defaults, then `yaml` (the file's text, if
@@ -171,12 +195,16 @@ public struct StrataConfiguration: Sendable {
             try apply(key, value, to: &configuration)
         }
         try checkTogether(configuration)
+        configuration.server.metricsPort = configuration.metricsEnabled ? configuration.metricsPort : nil
         return configuration
     }
 
     /// Limits that must agree: a response carrying a snapshot and one event
     /// (an aggregate's first message) must fit in one frame.
     private static func checkTogether(_ c: StrataConfiguration) throws(ConfigurationError) {
+        if c.metricsEnabled && c.metricsPort != 0 && c.metricsPort == c.server.port {
+            throw ConfigurationError(key: "metrics.port", message: "must differ from server.port (both are \(c.metricsPort))")
+        }
         let limits = c.storage.store.limits
         let needed = limits.maxSnapshotBytes + limits.maxEventBytes + 64 * 1024
         guard needed <= Int(c.server.maxFrameSize) else {
@@ -188,7 +216,7 @@ public struct StrataConfiguration: Sendable {
     /// `STRATA_SERVER_MAX_CONNECTIONS` → `server.max_connections`.
     private static func environmentKey(_ name: String) -> String? {
         let rest = name.dropFirst("STRATA_".count).lowercased()
-        for section in ["server", "storage", "limits", "subscription", "projections", "auth", "development"] where rest.hasPrefix(section + "_") {
+        for section in ["server", "storage", "limits", "subscription", "projections", "auth", "metrics", "logging", "development"] where rest.hasPrefix(section + "_") {
             return section + "." + rest.dropFirst(section.count + 1)
         }
         return nil
@@ -211,7 +239,7 @@ public struct StrataConfiguration: Sendable {
         }
         guard let root else { return [] }
         guard let sections = root as? [String: Any] else {
-            throw ConfigurationError(key: "", message: "\(source) must be a mapping of sections (server, storage, limits, subscription, projections, auth, development)")
+            throw ConfigurationError(key: "", message: "\(source) must be a mapping of sections (server, storage, limits, subscription, projections, auth, metrics, logging, development)")
         }
         var out: [(String, String)] = []
         for (section, body) in sections.sorted(by: { $0.key < $1.key }) {

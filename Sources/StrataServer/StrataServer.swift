@@ -1,5 +1,7 @@
 import Dispatch
 import Foundation
+import Logging
+import StrataProjections
 import StrataStorage
 import StrataWire
 import Synchronization
@@ -8,27 +10,38 @@ import Synchronization
 /// they share.
 ///
 /// `@unchecked Sendable`: `listenFD`, `acceptSource`, `connections`,
-/// `nextConnectionID` and `stopping` are confined to `queue`.
+/// `nextConnectionID`, `stopping`, `ready` and `endpoint` are confined to
+/// `queue`.
 public final class StrataServer: @unchecked Sendable {
     public let configuration: ServerConfiguration
+    /// The server's metrics (rendered by `GET /metrics`).
+    public let metrics: ServerMetrics
     private let env: ConnectionEnvironment
+    private var logger: Logger { env.logger }
     private let queue = DispatchQueue(label: "strata.server.accept")
     private var listenFD: Int32 = -1
     private var acceptSource: DispatchSourceRead?
     private var connections: [UInt64: Connection] = [:]
     private var nextConnectionID: UInt64 = 1
     private var stopping = false
+    /// Start-up has finished (`markReady`): `/ready` answers 200 until shutdown.
+    private var ready = false
+    private var endpoint: HTTPEndpoint?
+    private var endpointPort: UInt16?
     private let allClosed = DispatchGroup()
     /// The tenant registry and maintenance, when built with every service.
     public let tenants: TenantDirectory?
 
     public init(configuration: ServerConfiguration, router: Router,
                 authorizer: any CallAuthorizer, calls: CallTerminator? = nil, tenants: TenantDirectory? = nil,
-                log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("strata: " + $0 + "\n").utf8)) }) {
+                metrics: ServerMetrics = ServerMetrics(), logger: Logger = Logger(label: "strata")) {
         self.configuration = configuration
-        self.env = ConnectionEnvironment(configuration: configuration, router: router, authorizer: authorizer, log: log)
+        self.metrics = metrics
+        self.env = ConnectionEnvironment(configuration: configuration, router: router, authorizer: authorizer,
+                                         logger: logger, metrics: metrics)
         self.tenants = tenants
         calls?.attach(self)
+        metrics.setSampler { [weak self] in self?.samples() ?? [] }
     }
 
     /// A server with every service: Streams, Snapshots, Projections and
@@ -36,27 +49,49 @@ public final class StrataServer: @unchecked Sendable {
     public convenience init(configuration: ServerConfiguration, engine: StorageEngine, system: SystemStore,
                             adminKey: String, projections: ProjectionManager,
                             backupDirectory: String, drainTimeout: Duration = .seconds(10), maxAdminOperations: Int = 2,
-                            log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(("strata: " + $0 + "\n").utf8)) }) {
+                            metrics: ServerMetrics = ServerMetrics(), logger: Logger = Logger(label: "strata")) {
         var router = Router()
         StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
-                       subscriptions: configuration.subscriptions).register(in: &router)
+                       subscriptions: configuration.subscriptions, metrics: metrics).register(in: &router)
         SnapshotsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize)
             .register(in: &router)
         ProjectionsService(manager: projections).register(in: &router)
         let calls = CallTerminator()
         let tenants = TenantDirectory(system: system, engine: engine, projections: projections, calls: calls,
-                                      backupDirectory: backupDirectory, drainTimeout: drainTimeout, log: log)
+                                      backupDirectory: backupDirectory, drainTimeout: drainTimeout, metrics: metrics, logger: logger)
         AdminService(tenants: tenants, maxOperations: maxAdminOperations).register(in: &router)
         self.init(configuration: configuration, router: router,
-                  authorizer: KeyAuthorizer(system: system, adminKey: adminKey), calls: calls, tenants: tenants, log: log)
+                  authorizer: KeyAuthorizer(system: system, adminKey: adminKey), calls: calls, tenants: tenants,
+                  metrics: metrics, logger: logger)
     }
 
-    /// Binds and starts accepting. Returns the bound port (useful with port 0).
+    /// Binds and starts accepting, and starts the metrics endpoint when
+    /// configured. Returns the bound port (useful with port 0).
     @discardableResult
-    public func start() throws(SocketError) -> UInt16 {
+    public func start() throws(StartError) -> UInt16 {
         // A vanished peer must not kill the process (sends also use MSG_NOSIGNAL).
         signal(SIGPIPE, SIG_IGN)
-        let (fd, port) = try Socket.listen(host: configuration.host, port: configuration.port, backlog: 512)
+        let (fd, port): (Int32, UInt16)
+        do {
+            (fd, port) = try Socket.listen(host: configuration.host, port: configuration.port, backlog: 512)
+        } catch {
+            throw StartError(what: "the RPC port \(configuration.host):\(configuration.port)", cause: error)
+        }
+        if let metricsPort = configuration.metricsPort {
+            let endpoint = HTTPEndpoint(host: configuration.metricsHost, port: metricsPort, logger: logger) { [weak self] method, path in
+                self?.respond(path: path) ?? HTTPEndpoint.Response(status: 503, text: "stopped")
+            }
+            do {
+                let bound = try endpoint.start()
+                queue.sync {
+                    self.endpoint = endpoint
+                    endpointPort = bound
+                }
+            } catch {
+                Glibc.close(fd)
+                throw StartError(what: "the metrics port \(configuration.metricsHost):\(metricsPort)", cause: error)
+            }
+        }
         queue.sync {
             listenFD = fd
             let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
@@ -66,6 +101,75 @@ public final class StrataServer: @unchecked Sendable {
             source.resume()
         }
         return port
+    }
+
+    /// The metrics endpoint's bound port, once started (nil when disabled).
+    public var metricsPort: UInt16? { queue.sync { endpointPort } }
+
+    /// Start-up has finished: `/ready` answers 200 from now until shutdown.
+    public func markReady() {
+        queue.sync { ready = true }
+    }
+
+    /// Whether the server takes calls now: started, start-up finished, not shutting down.
+    public var isReady: Bool { queue.sync { ready && !stopping && acceptSource != nil } }
+
+    /// `/metrics`, `/health` and `/ready`.
+    private func respond(path: String) -> HTTPEndpoint.Response {
+        switch path {
+        case "/metrics":
+            return HTTPEndpoint.Response(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
+        case "/health":
+            // Alive: the process answers. Readiness is /ready's business.
+            return HTTPEndpoint.Response(status: 200, text: "ok")
+        case "/ready":
+            let (ready, stopping) = queue.sync { (self.ready && acceptSource != nil, self.stopping) }
+            if stopping { return HTTPEndpoint.Response(status: 503, text: "shutting down") }
+            return ready ? HTTPEndpoint.Response(status: 200, text: "ready") : HTTPEndpoint.Response(status: 503, text: "starting")
+        default:
+            return HTTPEndpoint.Response(status: 404, text: "not found; try /metrics, /health or /ready")
+        }
+    }
+
+    /// The gauges sampled at each scrape.
+    private func samples() -> [ServerMetrics.Sample] {
+        typealias Sample = ServerMetrics.Sample
+        let open: [Connection] = queue.sync { Array(connections.values) }
+        var out = [Sample("strata_connections", [], Double(open.count)),
+                   Sample("strata_calls_in_flight", [], Double(open.reduce(0) { $0 + $1.openCallCount })),
+                   Sample("strata_ready", [], isReady ? 1 : 0)]
+        var subscriptionTenants = Set<String>()
+        for (tenant, figures) in metrics.subscriptions.byTenant() {
+            subscriptionTenants.insert(tenant)
+            out.append(Sample("strata_subscriptions", [("tenant", tenant)], Double(figures.count)))
+            out.append(Sample("strata_subscription_max_lag_events", [("tenant", tenant)], Double(figures.maxLag)))
+        }
+        guard let tenants else { return out }
+        let stores = tenants.engine.openStores
+        out.append(Sample("strata_open_tenants", [], Double(stores.count)))
+        for store in stores {
+            guard let usage = try? store.usage() else { continue }  // closed meanwhile
+            let labels = [("tenant", store.tenant)]
+            out.append(Sample("strata_tenant_map_size_bytes", labels, Double(usage.mapSize)))
+            out.append(Sample("strata_tenant_map_used_bytes", labels, Double(usage.usedBytes)))
+            if !subscriptionTenants.contains(store.tenant) {
+                out.append(Sample("strata_subscriptions", labels, 0))
+                out.append(Sample("strata_subscription_max_lag_events", labels, 0))
+            }
+        }
+        for tenant in tenants.projections.runningTenants {
+            guard let engine = tenants.projections.runningEngine(for: tenant),
+                  let statuses = try? engine.list() else { continue }
+            for status in statuses {
+                let labels = [("tenant", tenant), ("projection", status.name)]
+                out.append(Sample("strata_projection_position", labels, Double(status.position)))
+                out.append(Sample("strata_projection_lag_events", labels, Double(status.lag)))
+                for state in ProjectionStatus.State.allCases {
+                    out.append(Sample("strata_projection_state", labels + [("state", state.rawValue)], status.state == state ? 1 : 0))
+                }
+            }
+        }
+        return out
     }
 
     /// Every method the server serves, with what it needs of a caller's key.
@@ -87,7 +191,7 @@ public final class StrataServer: @unchecked Sendable {
             let fd = accept(listenFD, nil, nil)
             if fd < 0 {
                 if errno == EINTR { continue }
-                if errno != EAGAIN && errno != EWOULDBLOCK { env.log("accept: \(String(cString: strerror(errno)))") }
+                if errno != EAGAIN && errno != EWOULDBLOCK { logger.error("accept failed: \(String(cString: strerror(errno)))") }
                 return
             }
             if stopping || connections.count >= configuration.maxConnections {
@@ -101,6 +205,7 @@ public final class StrataServer: @unchecked Sendable {
                 continue
             }
             Socket.setNoDelay(fd)
+            env.metrics.connectionAccepted()
             let id = nextConnectionID
             nextConnectionID += 1
             allClosed.enter()
@@ -120,7 +225,8 @@ public final class StrataServer: @unchecked Sendable {
         let goAway = Strata_V1_GoAwayWire.make(code: stopping ? .unavailable : .resourceExhausted, reason: reason)
         _ = goAway.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
         Glibc.close(fd)
-        env.log("refused a connection: \(reason)")
+        env.metrics.connectionRefused(reason: stopping ? "shutting_down" : "limit")
+        logger.notice("refused a connection: \(reason)")
     }
 
     /// Ends the calls `match` selects on every connection (see
@@ -154,14 +260,31 @@ public final class StrataServer: @unchecked Sendable {
         for connection in open { connection.shutdown() }
         if allClosed.wait(timeout: .now() + configuration.shutdownGracePeriod.seconds) == .timedOut {
             let remaining: [Connection] = queue.sync { Array(connections.values) }
-            env.log("shutdown: closing \(remaining.count) connection(s) still busy after \(configuration.shutdownGracePeriod)")
+            logger.warning("shutdown: closing \(remaining.count) connection(s) still busy after \(configuration.shutdownGracePeriod)")
             for connection in remaining { connection.forceClose() }
             _ = allClosed.wait(timeout: .now() + 5)
         }
+        let endpoint: HTTPEndpoint? = queue.sync { defer { self.endpoint = nil }; return self.endpoint }
+        endpoint?.stop()
     }
 }
 
 import StrataProto
+
+/// The server could not start: which port, and why.
+public struct StartError: Error, Sendable, CustomStringConvertible {
+    public let what: String
+    public let cause: SocketError
+    public var description: String {
+        if cause.code == EADDRINUSE {
+            return "cannot listen on \(what): the port is already in use (another Strata, or another program; pick another port or stop it)"
+        }
+        if cause.code == EACCES {
+            return "cannot listen on \(what): permission denied (ports below 1024 need privileges)"
+        }
+        return "cannot listen on \(what): \(cause)"
+    }
+}
 
 /// Bytes of a preface plus a GOAWAY frame, for refusing a connection.
 enum Strata_V1_GoAwayWire {

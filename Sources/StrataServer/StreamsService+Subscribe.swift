@@ -48,7 +48,8 @@ extension StreamsService {
         }
         let interval = request.checkpointInterval == 0 ? subscriptions.checkpointInterval : Int(request.checkpointInterval)
         return SubscriptionSource(lease: lease, target: target, cursor: cursor, pageSize: readPageSize, byteBudget: byteBudget,
-                                  checkpointInterval: interval, limits: subscriptions)
+                                  checkpointInterval: interval, limits: subscriptions,
+                                  registry: metrics?.subscriptions)
     }
 
     /// The first position (or revision, for a stream) to deliver.

@@ -14,10 +14,13 @@ public struct StreamsService: Sendable {
     /// message plus its protobuf overhead always fits in one frame.
     let byteBudget: Int
     let subscriptions: SubscriptionLimits
+    /// Where subscriptions are counted for the metrics (nil: not counted).
+    let metrics: ServerMetrics?
 
     public init(engine: StorageEngine, readPageSize: Int = 512, maxFrameSize: UInt32 = ProtocolDefaults.maxFrameSize,
-                subscriptions: SubscriptionLimits = SubscriptionLimits()) {
+                subscriptions: SubscriptionLimits = SubscriptionLimits(), metrics: ServerMetrics? = nil) {
         self.engine = engine
+        self.metrics = metrics
         self.readPageSize = readPageSize
         self.byteBudget = Int(maxFrameSize) / 2
         self.subscriptions = subscriptions

@@ -54,10 +54,22 @@ final class SubscriptionSource: ServerStreamSource {
     /// Set when a wake-up is queued and not yet consumed: one per burst of commits.
     private let wakePending = WakeFlag()
     private var wake: (@Sendable () -> Void)?
+    /// Where the metrics see this subscription's cursor (nil: not counted).
+    private let probe: SubscriptionRegistry.Probe?
+    private let registry: SubscriptionRegistry?
 
     init(lease: TenantLease, target: SubscriptionTarget, cursor: UInt64, pageSize: Int, byteBudget: Int,
-         checkpointInterval: Int, limits: SubscriptionLimits) {
+         checkpointInterval: Int, limits: SubscriptionLimits, registry: SubscriptionRegistry? = nil) {
         self.lease = lease
+        self.registry = registry
+        if let registry {
+            let stream: String? = if case .stream(let name) = target { name } else { nil }
+            let probe = SubscriptionRegistry.Probe(tenant: lease.store.tenant, stream: stream, store: lease.store, cursor: cursor)
+            registry.register(probe)
+            self.probe = probe
+        } else {
+            self.probe = nil
+        }
         self.target = target
         self.cursor = cursor
         self.pageSize = pageSize
@@ -67,6 +79,7 @@ final class SubscriptionSource: ServerStreamSource {
     }
 
     deinit {
+        if let probe { registry?.unregister(probe) }
         observation?.cancel()
         lease.release()
     }
@@ -170,7 +183,20 @@ final class SubscriptionSource: ServerStreamSource {
             messages.append(message)
             if bufferedIndex == buffered.count && bufferedReachedHead { break }
         }
+        publishCursor()
         return (messages, false)
+    }
+
+    /// The next event not yet sent, for the lag gauge.
+    private func publishCursor() {
+        guard let probe else { return }
+        // Events read but still buffered are not delivered yet.
+        var next = cursor
+        if bufferedIndex < buffered.count {
+            let event = buffered[bufferedIndex]
+            next = if case .stream = target { event.revision } else { event.position }
+        }
+        probe.cursor.store(next, ordering: .relaxed)
     }
 
     private func scheduleWake() {

@@ -1,13 +1,14 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Logging
 import StrataProjections
 import StrataServer
 import StrataStorage
 
-/// `strata serve`: the server with the Streams service on the storage
-/// engine. Settings are layered: defaults < `config/strata.yaml` (or
-/// `--config`) < `STRATA_*` environment variables < these flags.
+/// `strata serve`: the server with every service on the storage engine.
+/// Settings are layered: defaults < `config/strata.yaml` (or `--config`) <
+/// `STRATA_*` environment variables < these flags.
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
@@ -15,7 +16,8 @@ struct ServeCommand: ParsableCommand {
         discussion: """
         Reads config/strata.yaml when it exists (every key is documented there). Environment variables \
         override it (STRATA_HOST, STRATA_PORT, STRATA_DATA, STRATA_DURABILITY, STRATA_MAP_SIZE_MIB, \
-        STRATA_DEV_TENANT, STRATA_ADMIN_KEY, or STRATA_<SECTION>_<KEY> for any key); flags override both.
+        STRATA_DEV_TENANT, STRATA_ADMIN_KEY, STRATA_LOG_LEVEL, or STRATA_<SECTION>_<KEY> for any key); \
+        flags override both. SIGTERM or SIGINT stops it gracefully.
         """
     )
 
@@ -26,34 +28,17 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "sync (fsync every commit) or relaxed (periodic flush).") var durability: String?
     @Option(help: "Per-tenant map size, the size quota, in MiB.") var mapSizeMib: String?
     @Option(help: "Tenant created on first start in development mode.") var devTenant: String?
+    @Option(help: "Port of /metrics, /health and /ready; 0 picks a free one.") var metricsPort: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+    @Option(help: "text or json.") var logFormat: String?
 
     func run() throws {
-        let environment = ProcessInfo.processInfo.environment
-        let explicitPath = config ?? environment["STRATA_CONFIG"]
-        let path = explicitPath ?? "config/strata.yaml"
-        var yaml: String?
-        if FileManager.default.fileExists(atPath: path) {
-            do {
-                yaml = try String(contentsOfFile: path, encoding: .utf8)
-            } catch {
-                throw StartupError("cannot read \(path): \(error.localizedDescription)")
-            }
-        } else if explicitPath != nil {
-            throw StartupError("configuration file \(path) does not exist")
-        }
-        var overrides: [String: String] = [:]
-        overrides["server.host"] = host
-        overrides["server.port"] = port
-        overrides["storage.data_directory"] = data
-        overrides["storage.durability"] = durability
-        overrides["storage.map_size_mib"] = mapSizeMib
-        overrides["development.tenant"] = devTenant
-        let settings: StrataConfiguration
-        do {
-            settings = try StrataConfiguration.load(yaml: yaml, source: path, environment: environment, overrides: overrides)
-        } catch {
-            throw StartupError("\(error)")
-        }
+        let settings = try loadSettings()
+        // Logs go to standard output, one line per record (journald, docker
+        // and friends collect it). Bootstrapped once, before anything logs.
+        LoggingSystem.bootstrap { _ in StrataLogHandler(level: settings.logLevel, format: settings.logFormat) }
+        let logger = Logger(label: "strata")
+
         // Signals are taken over before anything starts, so a SIGTERM that
         // arrives during start-up (or right after "listening") is never lost:
         // the server then stops as soon as it has started.
@@ -83,21 +68,24 @@ struct ServeCommand: ParsableCommand {
         } catch {
             throw StartupError("\(error)")
         }
-        let engine = try StorageEngine(options: settings.storage)
+        let metrics = ServerMetrics()
+        var storageOptions = settings.storage
+        storageOptions.store.commitObserver = { metrics.committed($0) }
+        let engine = try StorageEngine(options: storageOptions)
         let system = try SystemStore(dataDirectory: settings.storage.dataDirectory)
         let projections = ProjectionManager(storage: engine, options: settings.projections)
-        let log: @Sendable (String) -> Void = { print("strata: " + $0); fflush(nil) }
         let server = StrataServer(configuration: settings.server, engine: engine, system: system, adminKey: adminKey ?? "",
                                   projections: projections, backupDirectory: settings.effectiveBackupDirectory,
-                                  drainTimeout: settings.drainTimeout, maxAdminOperations: settings.maxAdminOperations, log: log)
+                                  drainTimeout: settings.drainTimeout, maxAdminOperations: settings.maxAdminOperations,
+                                  metrics: metrics, logger: logger)
         // The registry matches the disk and quotas are known before any call.
-        for note in try server.tenants?.reconcile() ?? [] { log(note) }
+        for note in try server.tenants?.reconcile() ?? [] { logger.notice("\(note)") }
         let bound: UInt16
         do {
             bound = try server.start()
         } catch {
             engine.close()
-            throw StartupError("cannot listen on \(settings.server.host):\(settings.server.port): \(error)")
+            throw StartupError("\(error)")
         }
         // Changed only once the port is ours, so a failed start leaves nothing behind.
         guard let tenants = server.tenants else { throw StartupError("server built without tenant administration") }
@@ -106,26 +94,30 @@ struct ServeCommand: ParsableCommand {
             if try system.tenant(devTenant) == nil {
                 _ = try tenants.createTenant(devTenant, maxSizeBytes: nil)
                 let (_, key) = try tenants.createKey(devTenant, role: .admin, label: "development")
-                print("strata: DEVELOPMENT MODE: created tenant '\(devTenant)' and an admin key for it, shown only now:")
-                print("strata:   export STRATA_TENANT=\(devTenant) STRATA_API_KEY=\(key.text)")
+                // Credentials go to standard output, never through the logger,
+                // and only in development mode, only this once.
+                printCredentials("DEVELOPMENT MODE: created tenant '\(devTenant)' and an admin key for it, shown only now:",
+                                 "  export STRATA_TENANT=\(devTenant) STRATA_API_KEY=\(key.text)")
             }
         }
-        projections.startAll { print("strata: \($0)") }
+        projections.startAll { logger.notice("\($0)") }
         let names = ((try? system.tenants()) ?? []).map(\.name)
-        print("strata: listening on \(settings.server.host):\(bound); data in \(settings.storage.dataDirectory) (durability \(settings.storage.store.durability.rawValue)); tenants: \(names.joined(separator: ", "))")
+        logger.notice("listening on \(settings.server.host):\(bound); data in \(settings.storage.dataDirectory) (durability \(settings.storage.store.durability.rawValue)); tenants: \(names.joined(separator: ", "))")
+        if let metricsPort = server.metricsPort {
+            logger.notice("metrics on http://\(settings.server.metricsHost):\(metricsPort)/metrics (also /health and /ready)")
+        }
         if development {
             if settings.adminKey == nil {
-                print("strata: DEVELOPMENT MODE: server admin key for this run: \(adminKey ?? "")")
+                printCredentials("DEVELOPMENT MODE: server admin key for this run: \(adminKey ?? "")")
             } else {
-                print("strata: DEVELOPMENT MODE: server admin key from configuration")
+                logger.notice("DEVELOPMENT MODE: server admin key from configuration")
             }
-            print("strata: try `strata append demo-1 Greeted '{\"hello\":\"world\"}'` then `strata read demo-1`")
+            logger.notice("try `strata append demo-1 Greeted '{\"hello\":\"world\"}'` then `strata read demo-1`")
         }
-        fflush(nil)
+        server.markReady()
 
         stop.wait()
-        print("strata: shutting down: finishing in-flight calls")
-        fflush(nil)
+        logger.notice("shutting down: finishing in-flight calls")
         sources.forEach { $0.cancel() }
         server.shutdown()
         // Projections commit what they have handled before the stores close.
@@ -135,7 +127,45 @@ struct ServeCommand: ParsableCommand {
         // The system store stays open until the process exits: an admin
         // call still finishing on a Dispatch queue may use it, and every
         // change to it is already committed.
-        print("strata: stopped")
+        logger.notice("stopped")
+    }
+
+    /// Defaults < file < environment < flags.
+    private func loadSettings() throws -> StrataConfiguration {
+        let environment = ProcessInfo.processInfo.environment
+        let explicitPath = config ?? environment["STRATA_CONFIG"]
+        let path = explicitPath ?? "config/strata.yaml"
+        var yaml: String?
+        if FileManager.default.fileExists(atPath: path) {
+            do {
+                yaml = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw StartupError("cannot read \(path): \(error.localizedDescription)")
+            }
+        } else if explicitPath != nil {
+            throw StartupError("configuration file \(path) does not exist")
+        }
+        var overrides: [String: String] = [:]
+        overrides["server.host"] = host
+        overrides["server.port"] = port
+        overrides["storage.data_directory"] = data
+        overrides["storage.durability"] = durability
+        overrides["storage.map_size_mib"] = mapSizeMib
+        overrides["development.tenant"] = devTenant
+        overrides["metrics.port"] = metricsPort
+        overrides["logging.level"] = logLevel
+        overrides["logging.format"] = logFormat
+        do {
+            return try StrataConfiguration.load(yaml: yaml, source: path, environment: environment, overrides: overrides)
+        } catch {
+            throw StartupError("\(error)")
+        }
+    }
+
+    /// Development credentials: printed plainly to standard output.
+    private func printCredentials(_ lines: String...) {
+        for line in lines { print("strata: " + line) }
+        fflush(nil)
     }
 }
 

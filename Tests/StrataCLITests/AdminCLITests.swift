@@ -96,21 +96,31 @@ struct AdminCLITests {
 
 @Suite("strata serve start-up checks", .serialized)
 struct StartupCheckTests {
-    @Test("a second server on the same data directory, or on a taken port, refuses to start with a message saying why")
+    @Test("a second server on the same data directory, or on a taken RPC or metrics port, refuses to start with a message saying why")
     func refusals() throws {
         let first = try ServerProcess()
         let otherData = NSTemporaryDirectory() + "strata-cli-startup-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: otherData) }
 
-        let sameData = try strata(["serve", "--port", "0", "--data", first.directory], environment: ["STRATA_ADMIN_KEY": testAdminKey])
+        let sameData = try strata(["serve", "--port", "0", "--metrics-port", "0", "--data", first.directory],
+                                  environment: ["STRATA_ADMIN_KEY": testAdminKey])
         #expect(sameData.status != 0)
         #expect(sameData.stderr.contains("data directory \(first.directory) is in use by another strata process (pid \(first.process.processIdentifier))"),
                 "\(sameData.stderr)")
 
-        let samePort = try strata(["serve", "--port", "\(first.port)", "--data", otherData], environment: ["STRATA_ADMIN_KEY": testAdminKey])
+        let samePort = try strata(["serve", "--port", "\(first.port)", "--metrics-port", "0", "--data", otherData],
+                                  environment: ["STRATA_ADMIN_KEY": testAdminKey])
         #expect(samePort.status != 0)
-        #expect(samePort.stderr.contains("cannot listen on 127.0.0.1:\(first.port)"), "\(samePort.stderr)")
-        #expect(samePort.stderr.contains("Address already in use"), "\(samePort.stderr)")
+        #expect(samePort.stderr.contains("cannot listen on the RPC port 127.0.0.1:\(first.port): the port is already in use"),
+                "\(samePort.stderr)")
+
+        let sameMetricsPort = try strata(["serve", "--port", "0", "--metrics-port", "\(first.metricsPort)", "--data", otherData],
+                                         environment: ["STRATA_ADMIN_KEY": testAdminKey])
+        #expect(sameMetricsPort.status != 0)
+        #expect(sameMetricsPort.stderr.contains("cannot listen on the metrics port 127.0.0.1:\(first.metricsPort): the port is already in use"),
+                "\(sameMetricsPort.stderr)")
+        // Nothing was left behind by the refused starts: no tenant was created in their data directory.
+        #expect(!FileManager.default.fileExists(atPath: otherData + "/tenants/default"))
 
         // The first server is untouched, and once it stops the directory is free.
         #expect(try strata(["tenant", "list", "--port", "\(first.port)"]).status == 0)

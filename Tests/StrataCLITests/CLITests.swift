@@ -71,9 +71,11 @@ final class ServerProcess {
     let process = Process()
     let directory: String
     let port: UInt16
+    /// The port of /metrics, /health and /ready.
+    let metricsPort: UInt16
     private let stderr: PipeDrain
     private let stdoutHandle: FileHandle
-    /// Everything the server printed up to and including the "listening" line.
+    /// Everything the server printed up to and including the "metrics on" line.
     private(set) var banner = ""
 
     /// Whether `deinit` removes the directory (not when the caller owns it).
@@ -84,7 +86,8 @@ final class ServerProcess {
         self.directory = directory ?? NSTemporaryDirectory() + "strata-cli-test-\(UUID().uuidString)"
         ownsDirectory = directory == nil
         process.executableURL = strataBinary
-        process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--data", self.directory, "--durability", durability]
+        process.arguments = ["serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--data", self.directory,
+                             "--durability", durability]
         process.environment = ProcessInfo.processInfo.environment.merging(["STRATA_ADMIN_KEY": testAdminKey]) { $1 }
             .merging(environment) { $1 }
         let out = Pipe(), err = Pipe()
@@ -93,21 +96,26 @@ final class ServerProcess {
         try process.run()
         stderr = PipeDrain(err)
         stdoutHandle = out.fileHandleForReading
-        // The server prints its bound port once it listens: wait for that line.
+        // The server logs its bound ports once it listens: wait for those lines.
         var port: UInt16?
-        while port == nil {
+        var metricsPort: UInt16?
+        while port == nil || metricsPort == nil {
             let chunk = stdoutHandle.availableData
             if chunk.isEmpty { break }  // the server exited
             banner += String(decoding: chunk, as: UTF8.self)
             if let range = banner.range(of: #"listening on 127\.0\.0\.1:(\d+);"#, options: .regularExpression) {
                 port = UInt16(banner[range].dropFirst("listening on 127.0.0.1:".count).dropLast())
             }
+            if let range = banner.range(of: #"metrics on http://127\.0\.0\.1:(\d+)/"#, options: .regularExpression) {
+                metricsPort = UInt16(banner[range].dropFirst("metrics on http://127.0.0.1:".count).dropLast())
+            }
         }
-        guard let port else {
+        guard let port, let metricsPort else {
             process.waitUntilExit()
             throw CLIError("strata serve did not start: \(banner) \(stderr.wait())")
         }
         self.port = port
+        self.metricsPort = metricsPort
     }
 
     /// Sends SIGTERM and waits: the exit status and what it printed afterwards.
@@ -183,7 +191,7 @@ struct CLITests {
 
         let stopped = server.terminate()
         #expect(stopped.status == 0)
-        #expect(stopped.output.contains("strata: stopped"))
+        #expect(stopped.output.contains(" notice stopped"))
     }
 
     @Test("errors are one line on stderr with a non-zero exit, and nothing is appended")
@@ -225,16 +233,48 @@ struct CLITests {
         #expect(unreachable.stderr.hasPrefix("strata: UNAVAILABLE: cannot connect to 127.0.0.1:1"), "\(unreachable.stderr)")
     }
 
-    @Test("serve refuses a bad configuration with a message naming the key")
-    func badConfiguration() throws {
+    @Test("serve refuses a bad configuration with a message naming the key", arguments: [
+        ("storage:\n  durability: sometimes\n", "configuration key 'storage.durability': must be 'sync' or 'relaxed', not 'sometimes'"),
+        ("server:\n  prot: 7070\n", "configuration key 'server.prot': unknown key"),
+        ("server:\n  max_connections: many\n", "configuration key 'server.max_connections': must be a positive whole number, not 'many'"),
+        ("server:\n  port: 70000\n", "configuration key 'server.port': must be a whole number from 0 to 65535, not '70000'"),
+        ("logging:\n  level: loud\n", "configuration key 'logging.level': must be one of trace, debug, info, notice, warning, error, critical, not 'loud'"),
+        ("logging:\n  format: xml\n", "configuration key 'logging.format': must be text or json, not 'xml'"),
+        ("metrics:\n  port: 7070\nserver:\n  port: 7070\n", "configuration key 'metrics.port': must differ from server.port (both are 7070)"),
+        ("metrics:\n  enabled: perhaps\n", "configuration key 'metrics.enabled': must be true or false, not 'perhaps'"),
+        ("server: [1, 2]\n", "configuration key 'server': must be a mapping of settings"),
+        ("server:\n  port: [7070\n", "is not valid YAML"),
+    ])
+    func badConfiguration(yaml: String, message: String) throws {
         let directory = NSTemporaryDirectory() + "strata-cli-config-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = directory + "/strata.yaml"
-        try "storage:\n  durability: sometimes\n".write(toFile: file, atomically: true, encoding: .utf8)
-        let result = try strata(["serve", "--config", file, "--port", "0", "--data", directory + "/data"])
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try strata(["serve", "--config", file, "--data", directory + "/data"])
         #expect(result.status != 0)
-        #expect(result.stderr.contains("storage.durability"), "\(result.stderr)")
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+        // Refused before anything was created.
+        #expect(!FileManager.default.fileExists(atPath: directory + "/data"))
+    }
+
+    @Test("environment variables and flags override the file, and a bad environment value names its variable's key")
+    func layering() throws {
+        let directory = NSTemporaryDirectory() + "strata-cli-config-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/strata.yaml"
+        try "storage:\n  durability: relaxed\nlogging:\n  level: warning\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let bad = try strata(["serve", "--config", file, "--data", directory + "/data"], environment: ["STRATA_LOG_LEVEL": "shouty"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("configuration key 'logging.level': must be one of"), "\(bad.stderr)")
+        let unknown = try strata(["serve", "--config", file, "--data", directory + "/data"], environment: ["STRATA_SERVER_PROT": "1"])
+        #expect(unknown.status != 0)
+        #expect(unknown.stderr.contains("configuration key 'STRATA_SERVER_PROT': unknown environment variable"), "\(unknown.stderr)")
+        // A flag beats the environment, which beats the file: the flag's bad value is the one reported.
+        let flag = try strata(["serve", "--config", file, "--data", directory + "/data", "--durability", "never"],
+                              environment: ["STRATA_DURABILITY": "sync"])
+        #expect(flag.stderr.contains("not 'never'"), "\(flag.stderr)")
     }
 
     @Test("subscribe prints stored then live events; at, between and snapshot save/load answer from history")

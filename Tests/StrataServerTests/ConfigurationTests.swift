@@ -43,6 +43,10 @@ struct ConfigurationTests {
         #expect(fromFile.server.subscriptions.maxLagDuration == defaults.server.subscriptions.maxLagDuration)
         #expect(fromFile.developmentTenant == defaults.developmentTenant)
         #expect(fromFile.projections == defaults.projections)
+        #expect(fromFile.server.metricsHost == defaults.server.metricsHost)
+        #expect(fromFile.server.metricsPort == 7071)
+        #expect(fromFile.logLevel == .info)
+        #expect(fromFile.logFormat == .text)
         // Every key the loader knows is documented in the file.
         for key in StrataConfiguration.keys {
             let name = String(key.split(separator: ".")[1])
@@ -64,6 +68,18 @@ struct ConfigurationTests {
         #expect(configuration.storage.store.durability == .relaxed)
     }
 
+    @Test("metrics and logging: disabled metrics serve no endpoint; levels and formats from any layer")
+    func metricsAndLogging() throws {
+        let off = try StrataConfiguration.load(yaml: "metrics:\n  enabled: false\n  port: 9999\n", environment: [:], overrides: [:])
+        #expect(off.server.metricsPort == nil)
+        let moved = try StrataConfiguration.load(yaml: "metrics:\n  port: 9999\n  host: 0.0.0.0\nlogging:\n  format: json\n",
+                                                 environment: ["STRATA_LOG_LEVEL": "debug"], overrides: ["metrics.port": "9998"])
+        #expect(moved.server.metricsPort == 9998)
+        #expect(moved.server.metricsHost == "0.0.0.0")
+        #expect(moved.logLevel == .debug)
+        #expect(moved.logFormat == .json)
+    }
+
     @Test("bad configuration names the key", arguments: [
         ("server:\n  prot: 7070\n", "server.prot"),
         ("server:\n  port: seventy\n", "server.port"),
@@ -75,6 +91,10 @@ struct ConfigurationTests {
         ("subscription:\n  checkpoint_interval: 0\n", "subscription.checkpoint_interval"),
         ("limits:\n  max_snapshot_bytes: 4194304\n", "limits.max_snapshot_bytes"),
         ("server: 3\n", "server"),
+        ("metrics:\n  port: 7070\n", "metrics.port"),
+        ("metrics:\n  enabled: sometimes\n", "metrics.enabled"),
+        ("logging:\n  level: loud\n", "logging.level"),
+        ("logging:\n  format: xml\n", "logging.format"),
     ])
     func badFile(yaml: String, key: String) {
         #expect {

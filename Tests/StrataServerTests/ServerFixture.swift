@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import StrataClient
 import StrataProjections
 import StrataProto
@@ -20,6 +21,10 @@ final class ServerFixture: Sendable {
     let tenants: TenantDirectory
     let server: StrataServer
     let port: UInt16
+    /// The server's metrics; rendered at `http://127.0.0.1:<metricsPort>/metrics`.
+    let metrics: ServerMetrics
+    /// The metrics endpoint's port (every fixture serves one, on an ephemeral port).
+    let metricsPort: UInt16
     /// The projection engines, when the fixture serves the Projections service.
     let projections: ProjectionManager?
     private let projectionManager: ProjectionManager
@@ -31,16 +36,21 @@ final class ServerFixture: Sendable {
     init(directory: String? = nil, port: UInt16 = 0, projections: ProjectionOptions? = nil,
          configure: (inout ServerConfiguration) -> Void = { _ in },
          extraRoutes: (inout Router) -> Void = { _ in },
-         storage: (inout StorageEngineOptions) -> Void = { _ in }) throws {
+         storage: (inout StorageEngineOptions) -> Void = { _ in },
+         logger: Logger = Logger(label: "strata", factory: { _ in SwiftLogNoOpLogHandler() })) throws {
         self.directory = directory ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("strata-server-test-\(UUID().uuidString)")
         ownsDirectory = directory == nil
         var options = StorageEngineOptions(dataDirectory: self.directory)
         options.store.mapSize = 256 << 20
+        let metrics = ServerMetrics()
+        self.metrics = metrics
+        options.store.commitObserver = { metrics.committed($0) }
         storage(&options)
         engine = try StorageEngine(options: options)
         system = try SystemStore(dataDirectory: self.directory)
         var configuration = ServerConfiguration()
         configuration.port = port
+        configuration.metricsPort = 0
         configure(&configuration)
         let manager = ProjectionManager(storage: engine, options: projections ?? ProjectionOptions())
         projectionManager = manager
@@ -48,12 +58,12 @@ final class ServerFixture: Sendable {
         let calls = CallTerminator()
         tenants = TenantDirectory(system: system, engine: engine, projections: manager, calls: calls,
                                   backupDirectory: (self.directory as NSString).appendingPathComponent("backups"),
-                                  drainTimeout: .seconds(5), log: { _ in })
+                                  drainTimeout: .seconds(5), metrics: metrics, logger: logger)
         _ = try tenants.reconcile()
         if try system.tenant("acme") == nil { _ = try tenants.createTenant("acme", maxSizeBytes: nil) }
         var router = Router()
         StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
-                       subscriptions: configuration.subscriptions).register(in: &router)
+                       subscriptions: configuration.subscriptions, metrics: metrics).register(in: &router)
         SnapshotsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize)
             .register(in: &router)
         if projections != nil { ProjectionsService(manager: manager).register(in: &router) }
@@ -61,8 +71,10 @@ final class ServerFixture: Sendable {
         extraRoutes(&router)
         server = StrataServer(configuration: configuration, router: router,
                               authorizer: KeyAuthorizer(system: system, adminKey: Self.adminKey),
-                              calls: calls, tenants: tenants, log: { _ in })
+                              calls: calls, tenants: tenants, metrics: metrics, logger: logger)
         self.port = try server.start()
+        metricsPort = server.metricsPort ?? 0
+        server.markReady()
     }
 
     /// A client of `tenant` with `apiKey` (default: the server admin key).

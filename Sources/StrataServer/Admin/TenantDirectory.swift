@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import StrataProjections
 import StrataStorage
 import StrataWire
@@ -16,7 +17,9 @@ public final class TenantDirectory: Sendable {
     let projections: ProjectionManager
     let calls: CallTerminator
     public let backupDirectory: String
-    let log: @Sendable (String) -> Void
+    let logger: Logger
+    /// Told when a tenant is deleted, to drop its series.
+    let metrics: ServerMetrics?
     /// How long deletion and compaction wait for a tenant's calls to finish.
     let drainTimeout: Duration
 
@@ -24,14 +27,16 @@ public final class TenantDirectory: Sendable {
     public static let quotaRange = (1 << 20)...(1 << 44)
 
     public init(system: SystemStore, engine: StorageEngine, projections: ProjectionManager, calls: CallTerminator,
-                backupDirectory: String, drainTimeout: Duration = .seconds(10), log: @escaping @Sendable (String) -> Void) {
+                backupDirectory: String, drainTimeout: Duration = .seconds(10), metrics: ServerMetrics? = nil,
+                logger: Logger = Logger(label: "strata")) {
         self.system = system
         self.engine = engine
         self.projections = projections
         self.calls = calls
         self.backupDirectory = backupDirectory
         self.drainTimeout = drainTimeout
-        self.log = log
+        self.logger = logger
+        self.metrics = metrics
     }
 
     static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
@@ -95,7 +100,7 @@ public final class TenantDirectory: Sendable {
             _ = try? system.removeTenant(name)
             throw error
         }
-        log("tenant '\(name)' created")
+        logger.notice("tenant created", metadata: ["tenant": "\(name)"])
         return record
     }
 
@@ -147,7 +152,9 @@ public final class TenantDirectory: Sendable {
         projections.forget(tenant: name)
         exclusion.end()
         try? FileManager.default.removeItem(atPath: doomed)
-        log("tenant '\(name)' deleted (\(ended) streaming call(s) ended, \(stopped) projection(s) stopped, \(keys) key(s) removed)")
+        metrics?.forgetTenant(name)
+        logger.notice("tenant deleted: \(ended) streaming call(s) ended, \(stopped) projection(s) stopped, \(keys) key(s) removed",
+                      metadata: ["tenant": "\(name)"])
         return Deletion(callsEnded: ended, projectionsStopped: stopped, keysRemoved: keys)
     }
 
@@ -184,7 +191,7 @@ public final class TenantDirectory: Sendable {
         defer { lease.release() }
         let path = backupPath(tenant: tenant, name: name)
         let manifest = try lease.store.backup(to: path, progress: progress)
-        log("tenant '\(tenant)' backed up to \(path) (\(manifest.bytes) bytes)")
+        logger.notice("tenant backed up to \(path) (\(manifest.bytes) bytes)", metadata: ["tenant": "\(tenant)"])
         return manifest
     }
 
@@ -225,7 +232,7 @@ public final class TenantDirectory: Sendable {
         }
         exclusion.end()
         try? projections.restart(tenant: name)
-        log("tenant '\(name)' restored from \(directory)")
+        logger.notice("tenant restored from \(directory)", metadata: ["tenant": "\(name)"])
         return (record, UInt64(StorageEngine.fileSize(file)))
     }
 
@@ -262,7 +269,7 @@ public final class TenantDirectory: Sendable {
         let sizes = try outOfService(tenant, reason: "it is being compacted", ownMethod: AdminMethod.compactTenant) { exclusion in
             try engine.compact(exclusion, progress: progress)
         }
-        log("tenant '\(tenant)' compacted: \(sizes.before) → \(sizes.after) bytes")
+        logger.notice("tenant compacted: \(sizes.before) → \(sizes.after) bytes", metadata: ["tenant": "\(tenant)"])
         return sizes
     }
 
@@ -283,7 +290,7 @@ public final class TenantDirectory: Sendable {
             try system.updateTenant(record)
             engine.setQuota(tenant, bytes: maxSizeBytes)
         }
-        log("tenant '\(tenant)' quota set to \(wanted) bytes")
+        logger.notice("tenant quota set to \(wanted) bytes", metadata: ["tenant": "\(tenant)"])
         return record
     }
 
@@ -296,7 +303,7 @@ public final class TenantDirectory: Sendable {
         let key = APIKey.generate()
         let record = KeyRecord(id: key.id, tenant: tenant, role: role, label: label, secretHash: key.secretHash, createdAt: Self.now)
         try system.insertKey(record)
-        log("key \(key.id) (\(role.rawValue)) created for tenant '\(tenant)'")
+        logger.notice("key created", metadata: ["tenant": "\(tenant)", "key_id": "\(key.id)", "role": "\(role.rawValue)"])
         return (record, key)
     }
 
@@ -311,7 +318,7 @@ public final class TenantDirectory: Sendable {
         let ended = calls.endCalls(onlyStreaming: true, error: RPCError(.unauthenticated, "API key \(id) was revoked")) {
             $0.principal.keyID == id
         }
-        log("key \(id) of tenant '\(tenant)' revoked (\(ended) streaming call(s) ended)")
+        logger.notice("key revoked: \(ended) streaming call(s) ended", metadata: ["tenant": "\(tenant)", "key_id": "\(id)"])
         return record
     }
 }

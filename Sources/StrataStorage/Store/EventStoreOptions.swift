@@ -22,6 +22,24 @@ public struct EventStoreOptions: Sendable {
     public var indexFlushInterval: Duration = .seconds(2)
     /// How often slots of dead readers are cleared (`mdb_reader_check`).
     public var readerCheckInterval: Duration = .seconds(30)
+    /// Told after every committed write transaction (the server's metrics).
+    /// Runs on the tenant's writer thread after the callers are answered:
+    /// it must be quick and must not block.
+    public var commitObserver: (@Sendable (CommitReport) -> Void)?
 
     public init() {}
+}
+
+/// One committed write transaction of a tenant's writer (one group commit).
+public struct CommitReport: Sendable {
+    public let tenant: String
+    /// Write operations (appends, deletions, projection commits, …) in the transaction.
+    public let operations: Int
+    /// Events it wrote to the log (idempotent retries write none).
+    public let events: Int
+    /// Bytes of the log records it wrote.
+    public let bytes: Int
+    /// From the start of the transaction to the end of its commit (and fsync
+    /// with sync durability).
+    public let duration: Duration
 }

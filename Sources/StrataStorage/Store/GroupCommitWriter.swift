@@ -23,6 +23,7 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let readerCheckInterval: Duration
     private let indexFlushEvents: Int
     private let indexFlushInterval: Duration
+    private let commitObserver: (@Sendable (CommitReport) -> Void)?
 
     private let condition = NSCondition()
     private var queue: [PendingWrite] = []
@@ -60,6 +61,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         self.readerCheckInterval = options.readerCheckInterval
         self.indexFlushEvents = options.indexFlushEvents
         self.indexFlushInterval = options.indexFlushInterval
+        self.commitObserver = options.commitObserver
         self.counters = try Self.recoverCounters(env: env, dbs: dbs)
         if env.options.durability == .relaxed {
             let timer = DispatchSource.makeTimerSource(queue: flushQueue)
@@ -237,6 +239,7 @@ final class GroupCommitWriter: @unchecked Sendable {
             for write in batch { write.complete(.failure(failure)) }
             return
         }
+        let eventsWritten = Int(work.counters.nextPosition - counters.nextPosition)
         counters = work.counters
         counters.clock.advance(to: commitTime)
         let finished = ContinuousClock.now
@@ -252,6 +255,8 @@ final class GroupCommitWriter: @unchecked Sendable {
         // After the answers. Every commit wakes subscribers, not only those
         // that added events: a deletion ends stream subscriptions at once.
         commits.notify(head: counters.nextPosition - 1)
+        commitObserver?(CommitReport(tenant: tenant, operations: batch.count, events: eventsWritten,
+                                     bytes: work.bytesWritten, duration: finished - started))
     }
 }
 

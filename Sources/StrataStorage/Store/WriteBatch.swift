@@ -28,6 +28,8 @@ struct WriteBatch {
     var outcomes: [Result<WriteOutcome, StorageError>] = []
     /// The first position written by this batch, if it wrote any event.
     var firstPosition: UInt64?
+    /// Bytes of the log records this batch wrote (for metrics).
+    var bytesWritten = 0
     /// The operation being run, for `IDCollision`.
     private var currentIndex = 0
 
@@ -198,6 +200,7 @@ struct WriteBatch {
             let position = counters.nextPosition
             let revision = record.nextRevision
             let size = EventRecord.encodedSize(streamBytes: write.stream.utf8.count, event: event)
+            bytesWritten += size
             try Keys.withPosition(position) { key in
                 try txn.put(dbs.log, key: key, reserving: size, flags: .append) { out in
                     EventRecord.encode(into: out, stream: write.stream, revision: revision, recordedAt: commitTime, event: event)

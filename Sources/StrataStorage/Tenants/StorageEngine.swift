@@ -108,6 +108,12 @@ public final class StorageEngine: Sendable {
         state.withLock { $0.open.keys.sorted() }
     }
 
+    /// The stores open now, without leasing them (metrics): their `usage()`
+    /// fails with `.closed` once closed, never touches a closed environment.
+    public var openStores: [EventStore] {
+        state.withLock { $0.open.values.map(\.store) }
+    }
+
     /// Opens the tenant if needed and leases its store. Fails with
     /// `.tenantNotFound` for a tenant that was never created.
     public func lease(_ name: String) throws(StorageError) -> TenantLease {

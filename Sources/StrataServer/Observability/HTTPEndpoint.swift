@@ -1,0 +1,249 @@
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+
+/// A small HTTP/1.1 responder for operators' probes and scrapers, on the
+/// same POSIX socket layer as the RPC server: `GET` (or `HEAD`) of a path,
+/// answered by `respond`, one request per connection (`Connection: close`).
+///
+/// Bounded against misuse: at most `maxConnections` open at once (more are
+/// closed at once), a request head of at most 8 KiB that must arrive within
+/// `requestTimeout`, no request bodies.
+///
+/// `@unchecked Sendable`: `listenFD`, `acceptSource`, `open` and `stopped`
+/// are confined to `queue`; each exchange's state is confined to `queue` too.
+public final class HTTPEndpoint: @unchecked Sendable {
+    /// An answer to one request.
+    public struct Response: Sendable {
+        public var status: Int
+        public var contentType: String
+        public var body: [UInt8]
+        public var headers: [(String, String)] = []
+
+        public init(status: Int, contentType: String = "text/plain; charset=utf-8", body: [UInt8]) {
+            self.status = status
+            self.contentType = contentType
+            self.body = body
+        }
+
+        public init(status: Int, text: String) {
+            self.init(status: status, body: Array((text + "\n").utf8))
+        }
+    }
+
+    public static let maxRequestHeadBytes = 8192
+
+    private let host: String
+    private let port: UInt16
+    private let maxConnections: Int
+    private let requestTimeout: Duration
+    private let logger: Logger
+    private let respond: @Sendable (_ method: String, _ path: String) -> Response
+    private let queue = DispatchQueue(label: "strata.http")
+    private var listenFD: Int32 = -1
+    private var acceptSource: DispatchSourceRead?
+    private var open: [Int32: Exchange] = [:]
+    private var stopped = false
+
+    public init(host: String, port: UInt16, maxConnections: Int = 16, requestTimeout: Duration = .seconds(5),
+                logger: Logger, respond: @escaping @Sendable (_ method: String, _ path: String) -> Response) {
+        self.host = host
+        self.port = port
+        self.maxConnections = maxConnections
+        self.requestTimeout = requestTimeout
+        self.logger = logger
+        self.respond = respond
+    }
+
+    /// Binds and starts accepting; returns the bound port.
+    public func start() throws(SocketError) -> UInt16 {
+        let (fd, bound) = try Socket.listen(host: host, port: port, backlog: 64)
+        queue.sync {
+            listenFD = fd
+            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+            source.setEventHandler { [self] in acceptAll() }
+            source.setCancelHandler { Glibc.close(fd) }
+            acceptSource = source
+            source.resume()
+        }
+        return bound
+    }
+
+    /// Stops accepting and closes open exchanges.
+    public func stop() {
+        queue.sync {
+            stopped = true
+            acceptSource?.cancel()
+            acceptSource = nil
+            // Each closes through its read source (a response being written
+            // finishes first) and then leaves `open`.
+            for exchange in open.values { exchange.close() }
+        }
+    }
+
+    private func acceptAll() {
+        while !stopped {
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            guard open.count < maxConnections, (try? Socket.setNonBlocking(fd)) != nil else {
+                Glibc.close(fd)
+                logger.debug("metrics endpoint: closed a connection over the limit of \(maxConnections)")
+                continue
+            }
+            let exchange = Exchange(fd: fd, queue: queue, endpoint: self)
+            open[fd] = exchange
+            exchange.start(timeout: requestTimeout)
+        }
+    }
+
+    /// An exchange closed its descriptor. On `queue`.
+    fileprivate func finished(_ fd: Int32) {
+        open[fd] = nil
+    }
+
+    /// Parses a request head; nil while it is incomplete.
+    fileprivate func answer(to head: [UInt8]) -> (response: Response, headOnly: Bool)? {
+        guard let end = head.firstRange(of: [0x0D, 0x0A, 0x0D, 0x0A]) else {
+            if head.count >= Self.maxRequestHeadBytes {
+                return (Response(status: 431, text: "request head larger than \(Self.maxRequestHeadBytes) bytes"), false)
+            }
+            return nil
+        }
+        let requestLine = String(decoding: head[..<end.lowerBound], as: UTF8.self).split(separator: "\r\n").first ?? ""
+        let parts = requestLine.split(separator: " ")
+        guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else {
+            return (Response(status: 400, text: "expected a request line such as GET /metrics HTTP/1.1"), false)
+        }
+        let method = String(parts[0])
+        let target = parts[1]
+        let path = String(target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+        guard method == "GET" || method == "HEAD" else {
+            var response = Response(status: 405, text: "only GET and HEAD are served")
+            response.headers = [("Allow", "GET, HEAD")]
+            return (response, false)
+        }
+        return (respond(method, path), method == "HEAD")
+    }
+}
+
+/// One HTTP connection: reads the request head, then writes the answer and
+/// closes. Confined to the endpoint's queue, apart from the final blocking
+/// write, which runs on a global queue (with a send timeout) while the read
+/// source is suspended. The descriptor is closed only by the read source's
+/// cancel handler, after any write has finished.
+private final class Exchange: @unchecked Sendable {
+    private enum State { case reading, writing, closing }
+
+    let fd: Int32
+    private let queue: DispatchQueue
+    private let endpoint: HTTPEndpoint
+    private var head: [UInt8] = []
+    private var source: DispatchSourceRead?
+    private var timer: DispatchSourceTimer?
+    private var state = State.reading
+
+    init(fd: Int32, queue: DispatchQueue, endpoint: HTTPEndpoint) {
+        self.fd = fd
+        self.queue = queue
+        self.endpoint = endpoint
+    }
+
+    func start(timeout: Duration) {
+        let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        read.setEventHandler { [self] in readAvailable() }
+        read.setCancelHandler { [self] in
+            Glibc.close(fd)
+            endpoint.finished(fd)
+        }
+        source = read
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + timeout.seconds)
+        timer.setEventHandler { [self] in
+            reply(HTTPEndpoint.Response(status: 408, text: "no complete request within \(timeout)"), headOnly: false)
+        }
+        self.timer = timer
+        read.resume()
+        timer.resume()
+    }
+
+    private func readAvailable() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while state == .reading {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                head.append(contentsOf: buffer[0 ..< count])
+                if let (response, headOnly) = endpoint.answer(to: head) {
+                    reply(response, headOnly: headOnly)
+                }
+            } else if count == 0 {
+                close()  // the client went away before finishing its request
+            } else {
+                if errno == EINTR { continue }
+                if errno != EAGAIN && errno != EWOULDBLOCK { close() }
+                return
+            }
+        }
+    }
+
+    /// Writes the response off the endpoint's queue (a metrics page can
+    /// exceed the socket buffer), then closes.
+    private func reply(_ response: HTTPEndpoint.Response, headOnly: Bool) {
+        guard state == .reading, let source else { return }
+        state = .writing
+        timer?.cancel()
+        source.suspend()
+        var text = "HTTP/1.1 \(response.status) \(Self.reason(response.status))\r\n"
+        text += "Content-Type: \(response.contentType)\r\nContent-Length: \(response.body.count)\r\nConnection: close\r\n"
+        for (name, value) in response.headers { text += "\(name): \(value)\r\n" }
+        text += "\r\n"
+        var message = Array(text.utf8)
+        if !headOnly { message += response.body }
+        let bytes = message
+        let fd = self.fd
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+        var sendTimeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
+        DispatchQueue.global().async { [self] in
+            var offset = 0
+            while offset < bytes.count {
+                let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if sent < 0 && errno == EINTR { continue }
+                if sent <= 0 { break }  // the client left, or 5 s without progress
+                offset += sent
+            }
+            shutdown(fd, Int32(SHUT_WR))
+            queue.async { [self] in
+                state = .reading  // lets close() proceed
+                self.source?.resume()
+                close()
+            }
+        }
+    }
+
+    /// Stops reading; the cancel handler closes the descriptor. A response
+    /// being written finishes first (within its send timeout) and closes then.
+    func close() {
+        guard state == .reading else { return }
+        state = .closing
+        timer?.cancel()
+        source?.cancel()
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 400: "Bad Request"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 431: "Request Header Fields Too Large"
+        case 503: "Service Unavailable"
+        default: "Status"
+        }
+    }
+}
