@@ -32,6 +32,10 @@ public struct StrataConfiguration: Sendable {
     /// Long admin operations (backup, restore, verify, compact) running at
     /// once; each holds a thread, so more are refused, not queued.
     public var maxAdminOperations = 2
+    /// The whole of a graceful shutdown (drain, projections, stores) takes at
+    /// most this long; past it the process exits at once (status 2), which
+    /// loses nothing committed (`server.shutdown_timeout_seconds`).
+    public var shutdownTimeout: Duration = .seconds(30)
     /// Lowest level logged (`logging.level`).
     public var logLevel: Logger.Level = .info
     /// `text` or `json` lines (`logging.format`).
@@ -75,6 +79,8 @@ public struct StrataConfiguration: Sendable {
         "server.max_write_buffer_bytes": { c, v throws(ConfigurationError) in c.server.maxWriteBufferBytes = try positive("server.max_write_buffer_bytes", v) },
         "server.shutdown_grace_seconds": { c, v throws(ConfigurationError) in
             c.server.shutdownGracePeriod = .seconds(try positive("server.shutdown_grace_seconds", v)) },
+        "server.shutdown_timeout_seconds": { c, v throws(ConfigurationError) in
+            c.shutdownTimeout = .seconds(try positive("server.shutdown_timeout_seconds", v)) },
         "server.read_page_size": { c, v throws(ConfigurationError) in c.server.readPageSize = try positive("server.read_page_size", v) },
         "server.development_mode": { c, v throws(ConfigurationError) in c.server.developmentMode = try boolean("server.development_mode", v) },
         "storage.data_directory": { c, v throws(ConfigurationError) in c.storage.dataDirectory = try nonEmpty("storage.data_directory", v) },
@@ -202,6 +208,10 @@ public struct StrataConfiguration: Sendable {
     /// Limits that must agree: a response carrying a snapshot and one event
     /// (an aggregate's first message) must fit in one frame.
     private static func checkTogether(_ c: StrataConfiguration) throws(ConfigurationError) {
+        if c.shutdownTimeout <= c.server.shutdownGracePeriod {
+            throw ConfigurationError(key: "server.shutdown_timeout_seconds",
+                                     message: "must be longer than server.shutdown_grace_seconds (\(c.server.shutdownGracePeriod.components.seconds)), which it includes")
+        }
         if c.metricsEnabled && c.metricsPort != 0 && c.metricsPort == c.server.port {
             throw ConfigurationError(key: "metrics.port", message: "must differ from server.port (both are \(c.metricsPort))")
         }

@@ -42,13 +42,28 @@ struct ServeCommand: ParsableCommand {
         // Signals are taken over before anything starts, so a SIGTERM that
         // arrives during start-up (or right after "listening") is never lost:
         // the server then stops as soon as it has started.
+        // A second signal, or a shutdown outlasting shutdown_timeout_seconds,
+        // exits at once: nothing committed is lost (LMDB, as after a crash).
         let stop = DispatchSemaphore(value: 0)
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
-        let signalQueue = DispatchQueue(label: "strata.signals")
+        let signalQueue = DispatchQueue(label: "strata.signals")  // owns `signalled`
+        nonisolated(unsafe) var signalled = false
+        let shutdownTimeout = settings.shutdownTimeout
         let sources = [SIGINT, SIGTERM].map { number in
             let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
-            source.setEventHandler { stop.signal() }
+            source.setEventHandler {
+                if signalled {
+                    logger.critical("second signal during shutdown: exiting now")
+                    _exit(2)
+                }
+                signalled = true
+                stop.signal()
+                signalQueue.asyncAfter(deadline: .now() + .seconds(Int(shutdownTimeout.components.seconds))) {
+                    logger.critical("shutdown did not finish within \(shutdownTimeout): exiting now")
+                    _exit(2)
+                }
+            }
             source.resume()
             return source
         }
@@ -118,7 +133,6 @@ struct ServeCommand: ParsableCommand {
 
         stop.wait()
         logger.notice("shutting down: finishing in-flight calls")
-        sources.forEach { $0.cancel() }
         server.shutdown()
         // Projections commit what they have handled before the stores close.
         projections.stopAll()
@@ -128,6 +142,7 @@ struct ServeCommand: ParsableCommand {
         // call still finishing on a Dispatch queue may use it, and every
         // change to it is already committed.
         logger.notice("stopped")
+        withExtendedLifetime(sources) {}  // a second signal still exits at once until here
     }
 
     /// Defaults < file < environment < flags.

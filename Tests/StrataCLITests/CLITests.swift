@@ -121,6 +121,11 @@ final class ServerProcess {
     /// Sends SIGTERM and waits: the exit status and what it printed afterwards.
     func terminate() -> (status: Int32, output: String) {
         process.terminate()
+        return waitForExit()
+    }
+
+    /// Waits for the server to exit by itself (after signals a test sent).
+    func waitForExit() -> (status: Int32, output: String) {
         let rest = String(decoding: stdoutHandle.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         return (process.terminationStatus, rest)

@@ -62,8 +62,7 @@ struct LifecycleTests {
             return all
         }
         client.close()
-        // The server is already exiting: this only collects its status and output.
-        let (status, output) = server.terminate()
+        let (status, output) = server.waitForExit()
         #expect(status == 0, "\(output)")
         #expect(output.contains("shutting down: finishing in-flight calls"))
         #expect(output.contains("stopped"))
@@ -97,4 +96,78 @@ struct LifecycleTests {
         }
         withExtendedLifetime(server) {}  // owns the data directory until here
     }
+
+    /// A server that serves one event per message with a one-message window,
+    /// and a client read of a 20-event stream that stops consuming after the
+    /// first event: the server's Read call stays in flight, waiting for credit.
+    static func stalledRead(environment: [String: String]) async throws -> (ServerProcess, StrataClient, Any) {
+        let server = try ServerProcess(environment: environment.merging([
+            "STRATA_SERVER_INITIAL_WINDOW_MESSAGES": "1", "STRATA_SERVER_READ_PAGE_SIZE": "1",
+        ]) { $1 })
+        let client = try await StrataClient.connect(host: "127.0.0.1", port: server.port, tenant: "default", apiKey: testAdminKey)
+        _ = try await client.append(to: "long", events: (0 ..< 20).map { _ in .init(type: "E", data: Data("{}".utf8)) })
+        var iterator = client.read("long").makeAsyncIterator()
+        _ = try await iterator.next()
+        return (server, client, iterator)
+    }
+
+    @Test("shutdown is bounded: a call that never finishes is cut off after shutdown_grace_seconds and the server still exits 0")
+    func graceBound() async throws {
+        let (server, client, iterator) = try await Self.stalledRead(environment: [
+            "STRATA_SERVER_SHUTDOWN_GRACE_SECONDS": "1", "STRATA_SERVER_SHUTDOWN_TIMEOUT_SECONDS": "20",
+        ])
+        defer { client.close() }
+        let started = ContinuousClock.now
+        let (status, output) = server.terminate()
+        let took = ContinuousClock.now - started
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("shutdown: closing 1 connection(s) still busy after 1"), "\(output)")
+        #expect(took < .seconds(10), "shutdown took \(took)")
+        withExtendedLifetime(iterator) {}
+    }
+
+    @Test("a second SIGTERM while draining exits at once with status 2")
+    func secondSignal() async throws {
+        let (server, client, iterator) = try await Self.stalledRead(environment: [
+            "STRATA_SERVER_SHUTDOWN_GRACE_SECONDS": "60", "STRATA_SERVER_SHUTDOWN_TIMEOUT_SECONDS": "120",
+        ])
+        defer { client.close() }
+        let pid = server.process.processIdentifier
+        kill(pid, SIGTERM)
+        // Wait (on the server's own word) until it is draining, so the two
+        // signals cannot be coalesced into one.
+        var draining = false
+        for _ in 0 ..< 500 where !draining {
+            draining = (try? httpStatus(port: server.metricsPort, "/ready")) == 503
+            if !draining { try await Task.sleep(for: .milliseconds(10)) }  // polling the server's readiness
+        }
+        #expect(draining)
+        let started = ContinuousClock.now
+        kill(pid, SIGTERM)
+        let (status, output) = server.waitForExit()
+        #expect(status == 2, "\(output)")
+        #expect(output.contains("second signal during shutdown: exiting now"), "\(output)")
+        #expect(ContinuousClock.now - started < .seconds(10))
+        withExtendedLifetime(iterator) {}
+    }
+}
+
+/// The status line's code of `GET path` on the server's metrics port.
+func httpStatus(port: UInt16, _ path: String) throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw CLIError("connect to the metrics port: errno \(errno)") }
+    let request = Array("GET \(path) HTTP/1.1\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var buffer = [UInt8](repeating: 0, count: 256)
+    let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+    guard count > 12 else { throw CLIError("no HTTP answer") }
+    return Int(String(decoding: buffer[9 ..< 12], as: UTF8.self)) ?? 0
 }
