@@ -186,7 +186,7 @@ public struct StrataConfiguration: Sendable {
         var configuration = StrataConfiguration()
         if let yaml {
             for (key, value) in try flatten(yaml: yaml, source: source) {
-                try apply(key, value, to: &configuration)
+                try apply(key, value, to: &configuration, from: source)
             }
         }
         for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("STRATA_") {
@@ -195,10 +195,10 @@ public struct StrataConfiguration: Sendable {
             guard let key, setters[key] != nil else {
                 throw ConfigurationError(key: name, message: "unknown environment variable (keys: \(keys.joined(separator: ", ")))")
             }
-            try apply(key, value, to: &configuration)
+            try apply(key, value, to: &configuration, from: "environment variable \(name)")
         }
         for (key, value) in overrides.sorted(by: { $0.key < $1.key }) {
-            try apply(key, value, to: &configuration)
+            try apply(key, value, to: &configuration, from: "the command line")
         }
         try checkTogether(configuration)
         configuration.server.metricsPort = configuration.metricsEnabled ? configuration.metricsPort : nil
@@ -232,11 +232,17 @@ public struct StrataConfiguration: Sendable {
         return nil
     }
 
-    private static func apply(_ key: String, _ value: String, to configuration: inout StrataConfiguration) throws(ConfigurationError) {
+    /// Applies one value; an error says where the value came from.
+    private static func apply(_ key: String, _ value: String, to configuration: inout StrataConfiguration,
+                              from source: String) throws(ConfigurationError) {
         guard let setter = setters[key] else {
-            throw ConfigurationError(key: key, message: "unknown key (known keys: \(keys.joined(separator: ", ")))")
+            throw ConfigurationError(key: key, message: "unknown key, in \(source) (known keys: \(keys.joined(separator: ", ")))")
         }
-        try setter(&configuration, value)
+        do {
+            try setter(&configuration, value)
+        } catch {
+            throw ConfigurationError(key: error.key, message: "\(error.message) (from \(source))")
+        }
     }
 
     /// The file's `section: {name: scalar}` pairs as `section.name` → text.

@@ -47,12 +47,29 @@ struct ConfigurationTests {
         #expect(fromFile.server.metricsPort == 7071)
         #expect(fromFile.logLevel == .info)
         #expect(fromFile.logFormat == .text)
+        #expect(fromFile.shutdownTimeout == defaults.shutdownTimeout)
         // Every key the loader knows is documented in the file.
         for key in StrataConfiguration.keys {
             let name = String(key.split(separator: ".")[1])
             // Keys with no default value (secrets, optional paths) are shown commented out.
             #expect(yaml.contains("\n  \(name):") || yaml.contains("\n  # \(name):"), "config/strata.yaml documents \(key)")
         }
+    }
+
+    @Test("config/strata.service lets a graceful shutdown finish before systemd's SIGKILL, and runs `strata serve --config`")
+    func systemdUnit() throws {
+        let unit = try String(contentsOf: Self.shippedFile.deletingLastPathComponent().appendingPathComponent("strata.service"),
+                              encoding: .utf8)
+        let settings = Dictionary(unit.split(separator: "\n").filter { !$0.hasPrefix("#") && $0.contains("=") }
+            .map { line -> (String, String) in
+                let parts = line.split(separator: "=", maxSplits: 1)
+                return (String(parts[0]), String(parts[1]))
+            }, uniquingKeysWith: { first, _ in first })
+        let stopTimeout = try #require(settings["TimeoutStopSec"].flatMap { Int64($0) })
+        #expect(.seconds(stopTimeout) > StrataConfiguration().shutdownTimeout)
+        #expect(settings["KillSignal"] == "SIGTERM")
+        #expect(settings["ExecStart"]?.hasSuffix("strata serve --config /etc/strata/strata.yaml") == true)
+        #expect(settings["EnvironmentFile"] == "/etc/strata/strata.env")
     }
 
     @Test("layers: file < environment < flags")
@@ -95,6 +112,7 @@ struct ConfigurationTests {
         ("metrics:\n  enabled: sometimes\n", "metrics.enabled"),
         ("logging:\n  level: loud\n", "logging.level"),
         ("logging:\n  format: xml\n", "logging.format"),
+        ("server:\n  shutdown_timeout_seconds: 5\n", "server.shutdown_timeout_seconds"),
     ])
     func badFile(yaml: String, key: String) {
         #expect {
