@@ -60,6 +60,10 @@ public final class ProjectionEngine: Sendable {
     public func create(name: String, script: String) throws -> ProjectionStatus {
         try ProjectionName.validate(name)
         _ = try validate(script: script, name: name)
+        let existing = try store.projections()
+        if existing.count >= options.maxPerTenant && !existing.contains(where: { $0.record.name == name }) {
+            throw ProjectionError.tooManyProjections(limit: options.maxPerTenant)
+        }
         try store.changeProjection(.create(ProjectionRecord(name: name, script: script, createdAt: 0, updatedAt: 0)))
         let runner = runner(name)
         runner.start()

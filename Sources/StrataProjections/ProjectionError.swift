@@ -18,6 +18,8 @@ public enum ProjectionError: Error, Sendable, Equatable, CustomStringConvertible
     case storage(StorageError)
     /// The sandbox itself could not be set up.
     case sandbox(String)
+    /// The tenant already has `limit` projections (`projections.max_per_tenant`).
+    case tooManyProjections(limit: Int)
 
     public var description: String {
         switch self {
@@ -30,6 +32,7 @@ public enum ProjectionError: Error, Sendable, Equatable, CustomStringConvertible
         case .invalidOutput(let message): message
         case .storage(let error): "storage: \(error)"
         case .sandbox(let message): "sandbox: \(message)"
+        case .tooManyProjections(let limit): "the tenant already has \(limit) projections (projections.max_per_tenant); delete one first"
         }
     }
 

@@ -15,6 +15,9 @@ public struct ProjectionOptions: Sendable, Hashable {
     public var keepSnapshots: Int = 100
     /// Emitted events per commit, at most (a script that emits more faults).
     public var maxEmittedPerCommit: Int = 10_000
+    /// Projections one tenant may have; each costs a thread while it runs,
+    /// up to the sandbox's memory, and a few metric series.
+    public var maxPerTenant: Int = 100
     public var sandbox = SandboxLimits()
 
     public init() {}

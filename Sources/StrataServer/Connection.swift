@@ -120,9 +120,6 @@ final class Connection: @unchecked Sendable {
     /// Bytes queued for this client's socket now (reads the queue's state synchronously).
     var queuedBytes: Int { queue.sync { pendingBytes } }
 
-    /// Calls open now (reads the queue's state synchronously).
-    var openCallCount: Int { queue.sync { calls.count } }
-
     // MARK: - Shutdown
 
     /// Graceful shutdown: GOAWAY, refuse new calls, close when in-flight
@@ -295,6 +292,7 @@ final class Connection: @unchecked Sendable {
         let call = ServerCall(id: callID, handler: handler, context: context, permission: route.permission,
                               authorizedAt: authorizedAt, initialWindow: peerInitialWindow)
         calls[callID] = call
+        env.metrics.callOpened()
         if timeoutMs > 0 {
             deadlines.add(callID, deadline: .now() + .milliseconds(Int(timeoutMs)))
         }
@@ -370,7 +368,7 @@ final class Connection: @unchecked Sendable {
         guard let call = calls.removeValue(forKey: frame.callID) else { return }
         call.end()
         deadlines.remove(call.id)
-        env.metrics.callEnded(method: call.context.method, code: .cancelled, duration: nil)
+        env.metrics.callEnded(method: call.context.method, code: .cancelled, duration: nil, wasOpen: true)
         logger.debug("call cancelled by the client", metadata: callMetadata(call))
         afterCallEnded()
     }
@@ -464,7 +462,7 @@ final class Connection: @unchecked Sendable {
         let code = error?.code ?? .ok
         let unary: Bool = if case .unary = call.handler { true } else { false }
         let elapsed = call.requestArrivedAt.map { ContinuousClock.now - $0 }
-        env.metrics.callEnded(method: call.context.method, code: code, duration: unary ? elapsed : nil)
+        env.metrics.callEnded(method: call.context.method, code: code, duration: unary ? elapsed : nil, wasOpen: true)
         if code == .ok, let elapsed,
            call.context.method == StreamsMethod.append || call.context.method == StreamsMethod.appendMulti {
             env.metrics.appendAcknowledged(after: elapsed)
@@ -480,22 +478,25 @@ final class Connection: @unchecked Sendable {
     /// once it is known to be one the router serves.
     private func reject(_ callID: UInt32, _ error: RPCError, method: String? = nil, requestID: String? = nil) {
         sendTrailers(callID, error)
-        env.metrics.callEnded(method: method ?? "unknown", code: error.code, duration: nil)
+        env.metrics.callEnded(method: method ?? "unknown", code: error.code, duration: nil, wasOpen: false)
         var metadata: Logger.Metadata = ["call": "\(callID)", "method": "\(method ?? "unknown")", "code": "\(error.code)"]
         if let requestID { metadata["request_id"] = "\(requestID.prefix(128))" }
-        logFailure(error, metadata: metadata)
+        // Not authorized yet: the message may quote what the caller sent
+        // (a method or tenant name), so only its start is logged.
+        logFailure(error, metadata: metadata, messageLimit: 160)
     }
 
     /// One line per failed call: server faults as errors, the rest (the
     /// caller's mistakes, conflicts, limits) as info.
-    private func logFailure(_ error: RPCError, metadata: Logger.Metadata) {
+    private func logFailure(_ error: RPCError, metadata: Logger.Metadata, messageLimit: Int = 1024) {
         var metadata = metadata
         metadata["code"] = "\(error.code)"
+        let message = error.message.count > messageLimit ? error.message.prefix(messageLimit) + "…" : error.message
         switch error.code {
         case .internal, .dataLoss, .unknown:
-            logger.error("call failed: \(error.message)", metadata: metadata)
+            logger.error("call failed: \(message)", metadata: metadata)
         default:
-            logger.info("call failed: \(error.message)", metadata: metadata)
+            logger.info("call failed: \(message)", metadata: metadata)
         }
     }
 
@@ -659,7 +660,7 @@ final class Connection: @unchecked Sendable {
     private func abandonCalls() {
         for call in calls.values {
             call.end()
-            env.metrics.callEnded(method: call.context.method, code: .cancelled, duration: nil)
+            env.metrics.callEnded(method: call.context.method, code: .cancelled, duration: nil, wasOpen: true)
         }
         calls.removeAll()
     }

@@ -111,6 +111,8 @@ public struct ProjectionsService: Sendable {
                 return RPCError(storage)
             case .sandbox:
                 return RPCError(.internal, error.description)
+            case .tooManyProjections:
+                return RPCError(.resourceExhausted, error.description)
             }
         default:
             return RPCError(.internal, "\(error)")

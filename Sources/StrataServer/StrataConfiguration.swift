@@ -126,6 +126,8 @@ public struct StrataConfiguration: Sendable {
             c.projections.keepSnapshots = try positive("projections.keep_snapshots", v) },
         "projections.max_emitted_per_commit": { c, v throws(ConfigurationError) in
             c.projections.maxEmittedPerCommit = try positive("projections.max_emitted_per_commit", v) },
+        "projections.max_per_tenant": { c, v throws(ConfigurationError) in
+            c.projections.maxPerTenant = try positive("projections.max_per_tenant", v) },
         "projections.max_memory_mib": { c, v throws(ConfigurationError) in
             c.projections.sandbox.memoryBytes = try positive("projections.max_memory_mib", v) << 20 },
         "projections.max_instructions_per_event": { c, v throws(ConfigurationError) in
@@ -208,9 +210,12 @@ public struct StrataConfiguration: Sendable {
     /// Limits that must agree: a response carrying a snapshot and one event
     /// (an aggregate's first message) must fit in one frame.
     private static func checkTogether(_ c: StrataConfiguration) throws(ConfigurationError) {
-        if c.shutdownTimeout <= c.server.shutdownGracePeriod {
+        // The drain takes up to the grace period, then up to 5 s to close the
+        // connections still busy, then projections and stores need a moment.
+        let shortest = c.server.shutdownGracePeriod + .seconds(10)
+        if c.shutdownTimeout < shortest {
             throw ConfigurationError(key: "server.shutdown_timeout_seconds",
-                                     message: "must be longer than server.shutdown_grace_seconds (\(c.server.shutdownGracePeriod.components.seconds)), which it includes")
+                                     message: "must be at least server.shutdown_grace_seconds + 10 (\(shortest.components.seconds)), not \(c.shutdownTimeout.components.seconds)")
         }
         if c.metricsEnabled && c.metricsPort != 0 && c.metricsPort == c.server.port {
             throw ConfigurationError(key: "metrics.port", message: "must differ from server.port (both are \(c.metricsPort))")

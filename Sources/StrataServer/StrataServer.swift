@@ -134,9 +134,8 @@ public final class StrataServer: @unchecked Sendable {
     /// The gauges sampled at each scrape.
     private func samples() -> [ServerMetrics.Sample] {
         typealias Sample = ServerMetrics.Sample
-        let open: [Connection] = queue.sync { Array(connections.values) }
-        var out = [Sample("strata_connections", [], Double(open.count)),
-                   Sample("strata_calls_in_flight", [], Double(open.reduce(0) { $0 + $1.openCallCount })),
+        var out = [Sample("strata_connections", [], Double(connectionCount)),
+                   Sample("strata_calls_in_flight", [], Double(metrics.callsInFlight)),
                    Sample("strata_ready", [], isReady ? 1 : 0)]
         var subscriptionTenants = Set<String>()
         for (tenant, figures) in metrics.subscriptions.byTenant() {

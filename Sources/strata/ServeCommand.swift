@@ -151,12 +151,19 @@ struct ServeCommand: ParsableCommand {
         let explicitPath = config ?? environment["STRATA_CONFIG"]
         let path = explicitPath ?? "config/strata.yaml"
         var yaml: String?
-        if FileManager.default.fileExists(atPath: path) {
-            do {
-                yaml = try String(contentsOfFile: path, encoding: .utf8)
-            } catch {
-                throw StartupError("cannot read \(path): \(error.localizedDescription)")
+        // stat(2), not fileExists: a file the server may not read (or in a
+        // directory it may not search) must not pass for a missing one.
+        var info = stat()
+        if stat(path, &info) == 0 {
+            guard let bytes = FileManager.default.contents(atPath: path) else {
+                throw StartupError("cannot read configuration file \(path): \(String(cString: strerror(access(path, R_OK) == 0 ? EIO : errno)))")
             }
+            guard let text = String(data: bytes, encoding: .utf8) else {
+                throw StartupError("configuration file \(path) is not UTF-8 text")
+            }
+            yaml = text
+        } else if errno != ENOENT {
+            throw StartupError("cannot read configuration file \(path): \(String(cString: strerror(errno)))")
         } else if explicitPath != nil {
             throw StartupError("configuration file \(path) does not exist")
         }

@@ -32,8 +32,11 @@ final class PipeDrain: @unchecked Sendable {
     private var data = Data()
     private let done = DispatchSemaphore(value: 0)
 
-    init(_ pipe: Pipe) {
-        let handle = pipe.fileHandleForReading
+    convenience init(_ pipe: Pipe) {
+        self.init(pipe.fileHandleForReading)
+    }
+
+    init(_ handle: FileHandle) {
         Thread { [self] in
             data = handle.readDataToEndOfFile()
             done.signal()
@@ -42,6 +45,7 @@ final class PipeDrain: @unchecked Sendable {
 
     func wait() -> String {
         done.wait()
+        done.signal()  // later calls return at once
         return String(decoding: data, as: UTF8.self)
     }
 }
@@ -75,6 +79,9 @@ final class ServerProcess {
     let metricsPort: UInt16
     private let stderr: PipeDrain
     private let stdoutHandle: FileHandle
+    /// Reads what the server logs after its banner, so a chatty server never
+    /// blocks on a full pipe; set once the banner is read.
+    private var rest: PipeDrain?
     /// Everything the server printed up to and including the "metrics on" line.
     private(set) var banner = ""
 
@@ -116,6 +123,7 @@ final class ServerProcess {
         }
         self.port = port
         self.metricsPort = metricsPort
+        rest = PipeDrain(stdoutHandle)
     }
 
     /// Sends SIGTERM and waits: the exit status and what it printed afterwards.
@@ -126,7 +134,7 @@ final class ServerProcess {
 
     /// Waits for the server to exit by itself (after signals a test sent).
     func waitForExit() -> (status: Int32, output: String) {
-        let rest = String(decoding: stdoutHandle.readDataToEndOfFile(), as: UTF8.self)
+        let rest = self.rest?.wait() ?? ""
         process.waitUntilExit()
         return (process.terminationStatus, rest)
     }

@@ -65,7 +65,7 @@ struct LifecycleTests {
         let (status, output) = server.waitForExit()
         #expect(status == 0, "\(output)")
         #expect(output.contains("shutting down: finishing in-flight calls"))
-        #expect(output.contains("stopped"))
+        #expect(output.contains(" notice stopped"))
         let acknowledged = results.flatMap { $0.acknowledged }
         #expect(acknowledged.count >= 400)
 

@@ -88,6 +88,42 @@ final class CapturedLogs: Sendable {
     }
 }
 
+/// A plain TCP connection to an HTTP port that sends nothing.
+final class RawHTTP {
+    let fd: Int32
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw SocketError(operation: "connect", code: errno) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+    private var open = true
+    func close() {
+        if open { Glibc.close(fd) }
+        open = false
+    }
+    /// Everything until the server closes (or 5 s pass).
+    func readAll() -> String {
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            out += buffer[0 ..< count]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+    deinit { close() }
+}
+
 @Suite("Metrics, health, readiness and logs")
 struct ObservabilityTests {
     static let append = "/strata.v1.Streams/Append"
@@ -119,7 +155,22 @@ struct ObservabilityTests {
         try subscriber.openCall(1, method: StreamsMethod.subscribe, request: subscribe)
         #expect(try subscriber.readFrame { $0.type == .message && $0.callID == 1 } != nil)
 
-        // The workload: 4 writers × 25 single-event appends, concurrently.
+        // The workload: 4 writers × 25 single-event appends, concurrently,
+        // while a scraper reads /metrics over and over.
+        let scraped = Mutex<[Double]>([])
+        let writing = Atomic<Bool>(true)
+        let metricsPort = fixture.metricsPort
+        let scraper = Thread {
+            while writing.load(ordering: .relaxed) {
+                guard let page = try? httpGet(port: metricsPort, "/metrics"), page.status == 200 else {
+                    scraped.withLock { $0.append(-1) }
+                    return
+                }
+                scraped.withLock { $0.append(metric(page.body, "strata_events_written_total", ["tenant": "acme"]) ?? 0) }
+            }
+        }
+        scraper.start()
+        defer { writing.store(false, ordering: .relaxed) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for writer in 0 ..< 4 {
                 group.addTask {
@@ -131,6 +182,12 @@ struct ObservabilityTests {
             }
             try await group.waitForAll()
         }
+        writing.store(false, ordering: .relaxed)
+        // Every scrape during the writes answered, and the count only grew.
+        let seen = scraped.withLock { $0 }
+        #expect(!seen.contains(-1))
+        #expect(seen == seen.sorted())
+        #expect(seen.allSatisfy { $0 >= eventsBefore && $0 <= eventsBefore + 100 })
         // One conflict, counted under its code.
         await #expect(throws: StrataClient.Error.self) {
             _ = try await client.append(to: "order-0", expected: .noStream, events: events(1, type: "Placed"))
@@ -166,6 +223,8 @@ struct ObservabilityTests {
         #expect(metric(during, "strata_tenant_map_size_bytes", ["tenant": "acme"]) == Double(256 << 20))
         #expect((metric(during, "strata_tenant_map_used_bytes", ["tenant": "acme"]) ?? 0) > 0)
         #expect(metric(during, "strata_ready") == 1)
+        #expect((metric(during, "strata_connections_accepted_total") ?? 0) >= 2)
+        #expect((metric(during, "strata_call_duration_seconds_count", ["method": Self.append]) ?? 0) >= 100)
 
         // The subscriber grants credit: the server sends everything and the lag falls to zero.
         var update = Strata_V1_WindowUpdate()
@@ -190,6 +249,60 @@ struct ObservabilityTests {
         #expect(subscriptions == 0)
         let after = try httpGet(port: fixture.metricsPort, "/metrics").body
         #expect(metric(after, "strata_calls_total", ["method": StreamsMethod.subscribe, "code": "CANCELLED"]) == 1)
+        #expect(metric(after, "strata_calls_in_flight") == 0)
+    }
+
+    @Test("a deleted tenant's series disappear; a tenant over projections.max_per_tenant is refused")
+    func tenantSeriesAndProjectionLimit() async throws {
+        var options = ProjectionOptions()
+        options.maxPerTenant = 2
+        let fixture = try ServerFixture(projections: options)
+        _ = try fixture.tenants.createTenant("doomed", maxSizeBytes: nil)
+        let client = try await fixture.client(tenant: "doomed")
+        defer { client.close() }
+        _ = try await client.append(to: "s-1", events: events(3))
+        let script = "return { source = { all = true }, init = function() return { n = 0 } end, when = { Happened = function(s, e) s.n = s.n + 1 end } }"
+        _ = try await client.createProjection("p1", script: script)
+        _ = try await client.createProjection("p2", script: script)
+        await #expect {
+            _ = try await client.createProjection("p3", script: script)
+        } throws: { ($0 as? StrataClient.Error)?.code == .resourceExhausted }
+        let before = try httpGet(port: fixture.metricsPort, "/metrics").body
+        #expect(metric(before, "strata_events_written_total", ["tenant": "doomed"]) == 3)
+        #expect(metric(before, "strata_projection_state", ["tenant": "doomed", "projection": "p2", "state": "running"]) == 1)
+        #expect(metric(before, "strata_projection_position", ["tenant": "doomed", "projection": "p3"]) == nil)
+
+        _ = try fixture.tenants.deleteTenant("doomed")
+        let after = try httpGet(port: fixture.metricsPort, "/metrics").body
+        #expect(!after.contains("tenant=\"doomed\""), "series of a deleted tenant remain")
+    }
+
+    @Test("the HTTP responder: a silent client gets 408, connections beyond the limit are closed, and stop() closes what is open")
+    func responderLimits() throws {
+        let endpoint = HTTPEndpoint(host: "127.0.0.1", port: 0, maxConnections: 1, requestTimeout: .milliseconds(200),
+                                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })) { _, _ in
+            HTTPEndpoint.Response(status: 200, text: "fine")
+        }
+        let port = try endpoint.start()
+        // The first connection takes the only slot (connections are accepted
+        // in order); the second is closed without an answer.
+        let holder = try RawHTTP(port: port)
+        let refused = try RawHTTP(port: port)
+        #expect(refused.readAll().isEmpty)
+        // The holder stays silent: 408 after the request timeout.
+        #expect(holder.readAll().hasPrefix("HTTP/1.1 408 Request Timeout"))
+        holder.close()
+        // Once the holder's slot is released, requests are answered again.
+        var answer = ""
+        for _ in 0 ..< 100 where answer.isEmpty {
+            answer = (try? httpGet(port: port, "/anything").body) ?? ""
+            if answer.isEmpty { Thread.sleep(forTimeInterval: 0.02) }  // the slot is released asynchronously
+        }
+        #expect(answer == "fine\n")
+        endpoint.stop()
+        // Refused, or reset unanswered once the listening socket closes.
+        let afterStop = try? httpGet(port: port, "/anything")
+        #expect(afterStop == nil || afterStop?.status == 0)
     }
 
     @Test("unknown methods are counted as `unknown`, never by the name the client sent")
@@ -294,7 +407,7 @@ struct ObservabilityTests {
         _ = try? await client.streamInfo("missing-stream")       // NOT_FOUND
         _ = try? await client.append(to: "s-1", events: events(1))  // PERMISSION_DENIED: a read key
         let failures = logs.records.withLock { $0 }.filter { $0.message.hasPrefix("call failed") }
-        #expect(failures.count == 2)
+        #expect(failures.count == 2, "one line per failed call")
         let notFound = try #require(failures.first { $0.metadata["code"] == "NOT_FOUND" })
         #expect(notFound.metadata["tenant"] == "acme")
         #expect(notFound.metadata["method"] == "/strata.v1.Streams/GetStreamInfo")
@@ -304,11 +417,29 @@ struct ObservabilityTests {
         #expect(notFound.level == .info)
         let denied = try #require(failures.first { $0.metadata["code"] == "PERMISSION_DENIED" })
         #expect(denied.metadata["method"] == Self.append)
-        // The key's secret appears nowhere in any record.
-        let secret = String(key.split(separator: "_").last ?? "")
-        for record in logs.records.withLock({ $0 }) {
-            #expect(!record.message.contains(secret))
-            #expect(!record.metadata.values.contains { $0.contains(secret) })
+        // A wrong secret for a real key id, and a caller-chosen tenant name
+        // with control characters and 10,000 letters: refused, logged briefly.
+        let parsed = try #require(APIKey(parsing: key))
+        let wrong = try await fixture.client(apiKey: "strata_\(parsed.id)_\(String(repeating: "x", count: 43))")
+        defer { wrong.close() }
+        _ = try? await wrong.streamInfo("s-1")
+        let noisy = try await fixture.client(tenant: "evil\u{1B}[31m" + String(repeating: "a", count: 10_000), apiKey: key)
+        defer { noisy.close() }
+        _ = try? await noisy.streamInfo("s-1")
+
+        let records = logs.records.withLock { $0 }
+        let refused = records.filter { $0.metadata["code"] == "UNAUTHENTICATED" }
+        #expect(refused.count == 2)
+        for record in refused {
+            #expect(record.metadata["tenant"] == nil, "no tenant is logged before the key is accepted")
+            #expect(record.message.count <= "call failed: ".count + 161)
+            #expect(!StrataLogHandler.text(level: .info, message: record.message, metadata: [:]).contains("\u{1B}"))
+        }
+        // The keys' secrets appear nowhere in any record.
+        for record in records {
+            #expect(!record.message.contains(parsed.secret))
+            #expect(!record.metadata.values.contains { $0.contains(parsed.secret) || $0.contains(ServerFixture.adminKey) })
+            #expect(!record.message.contains(ServerFixture.adminKey))
         }
     }
 

@@ -105,28 +105,42 @@ public final class HTTPEndpoint: @unchecked Sendable {
         open[fd] = nil
     }
 
-    /// Parses a request head; nil while it is incomplete.
-    fileprivate func answer(to head: [UInt8]) -> (response: Response, headOnly: Bool)? {
-        guard let end = head.firstRange(of: [0x0D, 0x0A, 0x0D, 0x0A]) else {
-            if head.count >= Self.maxRequestHeadBytes {
-                return (Response(status: 431, text: "request head larger than \(Self.maxRequestHeadBytes) bytes"), false)
-            }
-            return nil
+    /// What to do with the bytes of a request head read so far.
+    fileprivate enum Parsed {
+        /// Not complete yet: read more.
+        case incomplete
+        /// Answered without the handler (a bad or refused request).
+        case answer(Response)
+        /// A GET or HEAD for `path`, for the handler.
+        case request(method: String, path: String)
+    }
+
+    fileprivate func parse(_ head: [UInt8]) -> Parsed {
+        let terminator = head.firstRange(of: [0x0D, 0x0A, 0x0D, 0x0A])
+        let tooLarge = if let terminator { terminator.upperBound > Self.maxRequestHeadBytes } else { head.count >= Self.maxRequestHeadBytes }
+        if tooLarge {
+            return .answer(Response(status: 431, text: "request head larger than \(Self.maxRequestHeadBytes) bytes"))
         }
+        guard let end = terminator else { return .incomplete }
         let requestLine = String(decoding: head[..<end.lowerBound], as: UTF8.self).split(separator: "\r\n").first ?? ""
         let parts = requestLine.split(separator: " ")
         guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else {
-            return (Response(status: 400, text: "expected a request line such as GET /metrics HTTP/1.1"), false)
+            return .answer(Response(status: 400, text: "expected a request line such as GET /metrics HTTP/1.1"))
         }
         let method = String(parts[0])
-        let target = parts[1]
-        let path = String(target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+        let path = String(parts[1].split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
         guard method == "GET" || method == "HEAD" else {
             var response = Response(status: 405, text: "only GET and HEAD are served")
             response.headers = [("Allow", "GET, HEAD")]
-            return (response, false)
+            return .answer(response)
         }
-        return (respond(method, path), method == "HEAD")
+        return .request(method: method, path: path)
+    }
+
+    /// The handler's answer; runs off the endpoint's queue (rendering
+    /// metrics takes a while and must not hold up `/health`).
+    fileprivate func handle(method: String, path: String) -> Response {
+        respond(method, path)
     }
 }
 
@@ -163,7 +177,7 @@ private final class Exchange: @unchecked Sendable {
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + timeout.seconds)
         timer.setEventHandler { [self] in
-            reply(HTTPEndpoint.Response(status: 408, text: "no complete request within \(timeout)"), headOnly: false)
+            reply(headOnly: false) { HTTPEndpoint.Response(status: 408, text: "no complete request within \(timeout)") }
         }
         self.timer = timer
         read.resume()
@@ -176,8 +190,11 @@ private final class Exchange: @unchecked Sendable {
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count > 0 {
                 head.append(contentsOf: buffer[0 ..< count])
-                if let (response, headOnly) = endpoint.answer(to: head) {
-                    reply(response, headOnly: headOnly)
+                switch endpoint.parse(head) {
+                case .incomplete: continue
+                case .answer(let response): reply(headOnly: false) { response }
+                case let .request(method, path):
+                    reply(headOnly: method == "HEAD") { [endpoint] in endpoint.handle(method: method, path: path) }
                 }
             } else if count == 0 {
                 close()  // the client went away before finishing its request
@@ -189,34 +206,47 @@ private final class Exchange: @unchecked Sendable {
         }
     }
 
-    /// Writes the response off the endpoint's queue (a metrics page can
-    /// exceed the socket buffer), then closes.
-    private func reply(_ response: HTTPEndpoint.Response, headOnly: Bool) {
+    /// Produces the response and writes it off the endpoint's queue (a
+    /// metrics page takes a while to render and can exceed the socket
+    /// buffer), then closes: at most `writeDeadline` for the writing, then
+    /// up to a second reading what the client still sends, so closing does
+    /// not reset the connection under the response.
+    private func reply(headOnly: Bool, _ produce: @escaping @Sendable () -> HTTPEndpoint.Response) {
         guard state == .reading, let source else { return }
         state = .writing
         timer?.cancel()
         source.suspend()
-        var text = "HTTP/1.1 \(response.status) \(Self.reason(response.status))\r\n"
-        text += "Content-Type: \(response.contentType)\r\nContent-Length: \(response.body.count)\r\nConnection: close\r\n"
-        for (name, value) in response.headers { text += "\(name): \(value)\r\n" }
-        text += "\r\n"
-        var message = Array(text.utf8)
-        if !headOnly { message += response.body }
-        let bytes = message
         let fd = self.fd
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
-        var sendTimeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
+        var oneSecond = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &oneSecond, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &oneSecond, socklen_t(MemoryLayout<timeval>.size))
         DispatchQueue.global().async { [self] in
+            let response = produce()
+            var text = "HTTP/1.1 \(response.status) \(Self.reason(response.status))\r\n"
+            text += "Content-Type: \(response.contentType)\r\nContent-Length: \(response.body.count)\r\nConnection: close\r\n"
+            for (name, value) in response.headers { text += "\(name): \(value)\r\n" }
+            text += "\r\n"
+            var bytes = Array(text.utf8)
+            if !headOnly { bytes += response.body }
+            let deadline = ContinuousClock.now + Self.writeDeadline
             var offset = 0
-            while offset < bytes.count {
+            while offset < bytes.count && ContinuousClock.now < deadline {
                 let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if sent < 0 && errno == EINTR { continue }
-                if sent <= 0 { break }  // the client left, or 5 s without progress
+                if sent < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) { continue }
+                if sent <= 0 { break }  // the client left
                 offset += sent
             }
             shutdown(fd, Int32(SHUT_WR))
+            var discard = [UInt8](repeating: 0, count: 4096)
+            var drained = 0
+            while drained < 65536 {
+                let count = discard.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 { break }  // the client closed (or a second passed)
+                drained += count
+            }
             queue.async { [self] in
                 state = .reading  // lets close() proceed
                 self.source?.resume()
@@ -224,6 +254,10 @@ private final class Exchange: @unchecked Sendable {
             }
         }
     }
+
+    /// The longest a response may take to write: a client reading slowly
+    /// cannot hold a thread longer.
+    static let writeDeadline: Duration = .seconds(10)
 
     /// Stops reading; the cancel handler closes the descriptor. A response
     /// being written finishes first (within its send timeout) and closes then.

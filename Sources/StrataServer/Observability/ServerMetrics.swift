@@ -33,6 +33,8 @@ public final class ServerMetrics: Sendable {
     private let commitOperations: CoreMetrics.Recorder
     private let commitEvents: CoreMetrics.Recorder
     private let connectionsAccepted: CoreMetrics.Counter
+    /// Calls open on every connection (opened and not yet ended).
+    private let openCalls = Atomic<Int>(0)
     private let callCounters = Mutex<[CallKey: CoreMetrics.Counter]>([:])
     private let callDurations = Mutex<[String: CoreMetrics.Timer]>([:])
     private let tenantCounters = Mutex<[String: TenantCounters]>([:])
@@ -84,9 +86,19 @@ public final class ServerMetrics: Sendable {
 
     // MARK: - Recorded as things happen
 
+    /// A call was opened on a connection (its HEADERS were accepted).
+    func callOpened() {
+        openCalls.add(1, ordering: .relaxed)
+    }
+
+    /// Calls open now.
+    public var callsInFlight: Int { openCalls.load(ordering: .relaxed) }
+
     /// A call ended with `code`. `method` must be one the router knows (or
-    /// "unknown"); `duration` is given for unary calls.
-    func callEnded(method: String, code: StatusCode, duration: Duration?) {
+    /// "unknown"); `duration` is given for unary calls. `wasOpen`: the call
+    /// had been opened (`callOpened`), rather than refused at its HEADERS.
+    func callEnded(method: String, code: StatusCode, duration: Duration?, wasOpen: Bool) {
+        if wasOpen { openCalls.subtract(1, ordering: .relaxed) }
         let key = CallKey(method: method, code: code)
         let counter = callCounters.withLock { counters in
             if let counter = counters[key] { return counter }

@@ -56,9 +56,10 @@ public struct StrataLogHandler: LogHandler {
 
     /// `2026-11-23T16:00:00.123Z info listening on … tenant=acme`.
     static func text(level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
-        // One record, one line: a message with line breaks keeps them escaped.
-        let flat = message.contains(where: \.isNewline)
-            ? message.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n") : message
+        // One record, one line: line breaks and other control characters in
+        // a message (which may quote a client's input) are escaped.
+        let flat = message.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+            ? escapedControls(message) : message
         var line = "\(timestamp()) \(level.rawValue) \(flat)"
         for key in metadata.keys.sorted() {
             line += " \(key)=\(quotedIfNeeded(metadata[key].map(String.init(describing:)) ?? ""))"
@@ -99,6 +100,25 @@ public struct StrataLogHandler: LogHandler {
             }
         }
         return out + "\""
+    }
+
+    /// `\n`, `\r`, `\t` and `\u00XX` for control characters; the rest as is.
+    static func escapedControls(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    out += String(format: "\\u%04x", scalar.value)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
     }
 
     /// UTC, milliseconds, RFC 3339.
