@@ -85,6 +85,20 @@ let package = Package(
             name: "StrataConformance",
             dependencies: ["StrataProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        // The fuzz targets (docs/reliability.md): the decoders and state
+        // machines fed arbitrary bytes, with invariants checked.
+        .target(
+            name: "StrataFuzzing",
+            dependencies: ["StrataWire", "StrataProto", "StrataServer", "StrataClient", "StrataStorage",
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // libFuzzer's driver for them (scripts/fuzz.sh builds it with
+        // -sanitize=fuzzer); a normal build replays saved inputs.
+        .target(name: "CFuzzerDriver"),
+        .executableTarget(
+            name: "strata-fuzz",
+            dependencies: ["StrataFuzzing", "CFuzzerDriver"]
+        ),
         .executableTarget(
             name: "strata",
             dependencies: [
@@ -116,6 +130,11 @@ let package = Package(
         .testTarget(
             name: "StrataProjectionsTests",
             dependencies: ["StrataProjections", "StrataStorage"]
+        ),
+        .testTarget(
+            name: "StrataFuzzingTests",
+            dependencies: ["StrataFuzzing"],
+            resources: [.copy("corpus")]
         ),
         .testTarget(
             name: "CLuaTests",

@@ -12,15 +12,15 @@ import StrataWire
 /// checks it against swift-protobuf on varied pages and on every truncation.
 /// Any change to `ReadResponse` or `RecordedEvent` in streams.proto must
 /// change this too.
-enum ReadResponseDecoder {
-    struct Page {
-        var events: [StrataClient.RecordedEvent] = []
-        var endOfStream = false
+package enum ReadResponseDecoder {
+    package struct Page {
+        package var events: [StrataClient.RecordedEvent] = []
+        package var endOfStream = false
     }
 
     struct Malformed: Error {}
 
-    static func decode(_ bytes: [UInt8]) throws(RPCError) -> Page {
+    package static func decode(_ bytes: [UInt8]) throws(RPCError) -> Page {
         do {
             return try bytes.withUnsafeBytes { buffer throws(Malformed) in
                 var reader = Reader(buffer: buffer)
@@ -174,8 +174,11 @@ enum ReadResponseDecoder {
         }
 
         mutating func tag() throws(Malformed) -> (UInt64, UInt64) {
+            let start = offset
             let key = try varint()
-            guard key >> 3 != 0 else { throw Malformed() }
+            // Field numbers run from 1 to 2^29 - 1 and a tag takes at most 5
+            // bytes, as swift-protobuf checks (found by the payloads fuzz target).
+            guard key >> 3 != 0, key < UInt64(UInt32.max), offset - start <= 5 else { throw Malformed() }
             return (key >> 3, key & 7)
         }
 

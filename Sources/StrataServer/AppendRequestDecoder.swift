@@ -16,9 +16,9 @@ import StrataWire
 /// `AppendRequest { string stream = 1; ExpectedRevision expected = 2; repeated ProposedEvent events = 3; }`
 /// `ProposedEvent { bytes id = 1; string type = 2; string content_type = 3; bytes data = 4; bytes metadata = 5; }`
 /// `ExpectedRevision { oneof kind { Empty any = 1; Empty no_stream = 2; Empty stream_exists = 3; uint64 exact = 4; } }`
-enum AppendRequestDecoder {
+package enum AppendRequestDecoder {
     /// `index` names the write inside an AppendMulti in error messages.
-    static func decode(_ bytes: [UInt8], index: Int? = nil) throws(RPCError) -> StreamWrite {
+    package static func decode(_ bytes: [UInt8], index: Int? = nil) throws(RPCError) -> StreamWrite {
         do {
             return try bytes.withUnsafeBufferPointer { (buffer) throws(DecodeFailure) in
                 try decode(ProtoReader(buffer), index: index)
@@ -32,7 +32,7 @@ enum AppendRequestDecoder {
     }
 
     /// `AppendMultiRequest { repeated AppendRequest writes = 1; }`
-    static func decodeMulti(_ bytes: [UInt8]) throws(RPCError) -> [StreamWrite] {
+    package static func decodeMulti(_ bytes: [UInt8]) throws(RPCError) -> [StreamWrite] {
         do {
             return try bytes.withUnsafeBufferPointer { (buffer) throws(DecodeFailure) in
                 var reader = ProtoReader(buffer)

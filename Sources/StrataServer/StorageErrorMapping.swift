@@ -16,7 +16,7 @@ extension ExpectedRevision {
     }
 
     /// Unset means `.any`.
-    init(proto: Strata_V1_ExpectedRevision?) {
+    package init(proto: Strata_V1_ExpectedRevision?) {
         switch proto?.kind {
         case .none, .any: self = .any
         case .noStream: self = .noStream

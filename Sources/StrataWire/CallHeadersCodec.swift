@@ -64,6 +64,10 @@ public enum CallHeadersCodec {
                         switch (entryField, entryType) {
                         case (1, 2): key = try entry.string()
                         case (2, 2): value = try entry.string()
+                        case (1, _), (2, _):
+                            // swift-protobuf refuses a map key or value of
+                            // another wire type (found by the payloads fuzz target).
+                            throw .invalidWireType(entryType)
                         default: try entry.skip(field: entryField, wireType: entryType)
                         }
                     }

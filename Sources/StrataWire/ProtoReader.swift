@@ -54,10 +54,12 @@ public struct ProtoReader {
     }
 
     public mutating func tag() throws(ProtoDecodingError) -> (field: UInt64, wireType: UInt8) {
+        let start = index
         let tag = try varint()
         let wireType = UInt8(tag & 7)
-        // Field numbers are 29 bits; swift-protobuf refuses larger tags too.
-        guard tag >> 3 != 0, tag < UInt64(UInt32.max) else { throw .invalidFieldNumber }
+        // Field numbers are 29 bits; swift-protobuf refuses larger tags too,
+        // and tags written in more than 5 bytes (found by the payloads fuzz target).
+        guard tag >> 3 != 0, tag < UInt64(UInt32.max), index - start <= 5 else { throw .invalidFieldNumber }
         return (tag >> 3, wireType)
     }
 

@@ -59,6 +59,7 @@ public final class Environment: @unchecked Sendable {
             var flags = UInt32(MDB_NOTLS)
             if options.durability == .relaxed { flags |= UInt32(MDB_NOSYNC) }
             try lmdbCheck(mdb_env_open(env, path, flags, 0o640), "mdb_env_open(\(path))")
+            try Self.checkNotTruncated(env, path: path)
         } catch {
             // Unlike some wrappers, never leak the handle when open fails.
             mdb_env_close(env)
@@ -71,6 +72,23 @@ public final class Environment: @unchecked Sendable {
 
     deinit {
         close()
+    }
+
+    /// LMDB reads pages through the memory map: a data file shorter than
+    /// its last used page (cut by a full disk, a bad copy, a crash of the
+    /// file system) would raise SIGBUS on the first read there and take the
+    /// whole process down. Refused here instead, as corrupt data.
+    private static func checkNotTruncated(_ env: OpaquePointer, path: String) throws(LMDBError) {
+        var info = MDB_envinfo()
+        var pageStats = MDB_stat()
+        guard mdb_env_info(env, &info) == 0, mdb_env_stat(env, &pageStats) == 0 else { return }
+        let needed = (Int(info.me_last_pgno) + 1) * Int(pageStats.ms_psize)
+        let file = (path as NSString).appendingPathComponent("data.mdb")
+        guard let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int else { return }
+        if size < needed {
+            throw LMDBError(code: MDB_CORRUPTED,
+                            operation: "\(file) is truncated: \(size) bytes, but its last used page ends at byte \(needed)")
+        }
     }
 
     /// Closes the environment. Idempotent. No transaction may be running.
@@ -142,9 +160,9 @@ public final class Environment: @unchecked Sendable {
     public func usage() -> (mapSize: Int, usedBytes: Int) {
         var info = MDB_envinfo()
         mdb_env_info(handle, &info)
-        var stat = MDB_stat()
-        mdb_env_stat(handle, &stat)
-        return (info.me_mapsize, (info.me_last_pgno + 1) * Int(stat.ms_psize))
+        var pageStats = MDB_stat()
+        mdb_env_stat(handle, &pageStats)
+        return (info.me_mapsize, (info.me_last_pgno + 1) * Int(pageStats.ms_psize))
     }
 
     /// Writes a consistent copy of the environment into the existing empty

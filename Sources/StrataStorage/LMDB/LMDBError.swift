@@ -18,6 +18,11 @@ public struct LMDBError: Error, Equatable, Sendable, CustomStringConvertible {
 
     /// The environment's map is full: a per-tenant quota, never a crash.
     public var isMapFull: Bool { code == MDB_MAP_FULL }
+    /// The file is not a valid LMDB environment, or its pages do not hold
+    /// together: nothing to retry, data to restore.
+    public var isCorruption: Bool {
+        code == MDB_CORRUPTED || code == MDB_INVALID || code == MDB_PAGE_NOTFOUND || code == MDB_VERSION_MISMATCH
+    }
 
     public var description: String { "\(operation): \(message) (code \(code))" }
 }

@@ -82,6 +82,7 @@ public final class EventStore: Sendable {
         switch error {
         case let error as StorageError: error
         case let error as LMDBError where error.isMapFull: .quotaExceeded(tenant: tenant, mapSize: mapSize)
+        case let error as LMDBError where error.isCorruption: .corrupt(path: "tenant '\(tenant)'", detail: error.description)
         case let error as LMDBError: .lmdb(error)
         default: .lmdb(LMDBError(code: EIO, operation: String(describing: error)))
         }
