@@ -125,7 +125,8 @@ let package = Package(
         // Runs the built `strata` binary (serve and the client commands) as a user would.
         .testTarget(
             name: "StrataCLITests",
-            dependencies: ["strata", "StrataClient"]
+            dependencies: ["strata", "StrataClient", "StrataWire", "StrataProto",
+                           .product(name: "Histogram", package: "hdrhistogram-swift")]
         ),
         .testTarget(
             name: "StrataProjectionsTests",
