@@ -1,8 +1,9 @@
 import Foundation
 import StrataProto
+import StrataSupport
 import StrataWire
-import Synchronization
 import SwiftProtobuf
+import Synchronization
 
 /// A call waiting for its response, fed by the connection's reader thread.
 /// Thread-safe: its state is guarded by `lock`.
@@ -127,7 +128,7 @@ final class PendingCall: @unchecked Sendable {
 final class ClientConnection: @unchecked Sendable {
     // @unchecked: `fd` is immutable; `outbound` and `flushing` are guarded by
     // `outboundCondition`; `descriptorClosed` by `sendLock`; `state` is a
-    // Mutex; the decoder belongs to the reader thread.
+    // `Locked`; the decoder belongs to the reader thread.
     private let fd: Int32
     /// Bytes queued for the socket. A caller that finds nobody sending becomes
     /// the flusher and sends what others queue meanwhile, so 16 concurrent
@@ -163,7 +164,7 @@ final class ClientConnection: @unchecked Sendable {
             return ready
         }
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
     let maxFrameSize: UInt32
     /// Signalled once the server's SETTINGS arrived, or the connection failed.
     private let handshakeDone = DispatchSemaphore(value: 0)

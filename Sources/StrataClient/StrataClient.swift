@@ -1,8 +1,9 @@
 import Foundation
 import StrataProto
+import StrataSupport
 import StrataWire
-import Synchronization
 import SwiftProtobuf
+import Synchronization
 
 /// A Strata client: one multiplexed connection (reopened on demand after it
 /// fails), safe to share between tasks.
@@ -19,7 +20,7 @@ public final class StrataClient: Sendable {
     private let apiKey: String
     /// The deadline of calls that do not give one (nil: none).
     public let defaultTimeout: Duration?
-    private let current: Mutex<ClientConnection?>
+    private let current: Locked<ClientConnection?>
     /// The tenant and authorization entries of every call's metadata, encoded once.
     private let fixedMetadata: [UInt8]
     /// Request ids are this client's random prefix and a counter: unique
@@ -34,7 +35,7 @@ public final class StrataClient: Sendable {
         self.tenant = tenant
         self.apiKey = apiKey
         self.defaultTimeout = defaultTimeout
-        self.current = Mutex(connection)
+        self.current = Locked(connection)
         var fixed: [UInt8] = []
         CallHeadersCodec.encodeMetadataEntry(key: MetadataKey.tenant, value: tenant, into: &fixed)
         CallHeadersCodec.encodeMetadataEntry(key: MetadataKey.authorization, value: "Bearer \(apiKey)", into: &fixed)

@@ -1,17 +1,18 @@
 import Foundation
 import StrataStorage
+import StrataSupport
 import Synchronization
 
 /// A tenant's projections: loads them, runs each on its own queue, and
 /// answers operators' commands and state queries.
 ///
-/// Thread-safe: `runners` is a Mutex. Commands block the calling thread
+/// Thread-safe: `runners` is a `Locked`. Commands block the calling thread
 /// until the store has made the change durable; call them off the
 /// cooperative pool (the server runs them on a Dispatch queue).
 public final class ProjectionEngine: Sendable {
     public let store: EventStore
     public let options: ProjectionOptions
-    private let runners = Mutex<[String: ProjectionRunner]>([:])
+    private let runners = Locked<[String: ProjectionRunner]>([:])
 
     public init(store: EventStore, options: ProjectionOptions = ProjectionOptions()) {
         self.store = store

@@ -1,5 +1,6 @@
 import Foundation
 import StrataStorage
+import StrataSupport
 import Synchronization
 
 /// Runs one projection: catches up from its checkpoint, then follows live
@@ -10,13 +11,13 @@ import Synchronization
 ///
 /// Ownership: everything below `queue` is touched only on `queue` (a serial
 /// queue per projection; the Lua state lives there too). `published` is a
-/// Mutex so status reads never wait for a batch. `wakeScheduled` is atomic.
+/// `Locked` so status reads never wait for a batch. `wakeScheduled` is atomic.
 final class ProjectionRunner: @unchecked Sendable {
     let name: String
     private let store: EventStore
     private let options: ProjectionOptions
     private let queue: DispatchQueue
-    private let published: Mutex<ProjectionStatus>
+    private let published: Locked<ProjectionStatus>
     private let wakeScheduled = Atomic<Bool>(false)
 
     // Queue-owned.
@@ -43,7 +44,7 @@ final class ProjectionRunner: @unchecked Sendable {
         self.store = store
         self.options = options
         queue = DispatchQueue(label: "strata.projection.\(store.tenant).\(name)")
-        published = Mutex(ProjectionStatus(name: name, state: .stopped, checkpoint: 0, position: 0, headPosition: 0,
+        published = Locked(ProjectionStatus(name: name, state: .stopped, checkpoint: 0, position: 0, headPosition: 0,
                                            eventsHandled: 0, eventsEmitted: 0, eventsPerSecond: 0, partitioned: false,
                                            generation: 0, lastCommitAt: 0))
         ownMetadataPrefix = Self.ownOutputPrefix(name)

@@ -1,13 +1,14 @@
 import Foundation
 import StrataProjections
 import StrataStorage
+import StrataSupport
 import Synchronization
 
 /// The projection engines of every tenant that has projections. Each engine
 /// holds a lease on its tenant, so a tenant with running projections stays
 /// open while the server runs.
 ///
-/// Thread-safe: `engines` is a Mutex; engines are created under it (opening a
+/// Thread-safe: `engines` is a `Locked`; engines are created under it (opening a
 /// tenant is quick) and started outside it.
 public final class ProjectionManager: Sendable {
     private struct Entry: Sendable {
@@ -24,7 +25,7 @@ public final class ProjectionManager: Sendable {
         /// them, even one whose lease was taken just before the stop.
         var suspended: Set<String> = []
     }
-    private let engines = Mutex(State())
+    private let engines = Locked(State())
 
     public init(storage: StorageEngine, options: ProjectionOptions = ProjectionOptions()) {
         self.storage = storage

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import StrataProjections
 import StrataStorage
+import StrataSupport
 import StrataWire
 import Synchronization
 
@@ -235,7 +236,7 @@ public final class StrataServer: @unchecked Sendable {
                   done: @escaping @Sendable (Int) -> Void) {
         let open: [Connection] = queue.sync { Array(connections.values) }
         let group = DispatchGroup()
-        let total = Mutex(0)
+        let total = Locked(0)
         for connection in open {
             group.enter()
             connection.endCalls(onlyStreaming: onlyStreaming, error: error, where: match) { count in

@@ -82,3 +82,62 @@ struct DiskTroubleTests {
         #expect(verify.stderr.contains("DATA_LOSS"), "\(verify.stderr)")
     }
 }
+
+/// Mounting needs privileges CI machines may not grant: the read-only test
+/// runs where `mount` works and is reported as skipped elsewhere.
+let canMountTmpfs: Bool = {
+    let point = NSTemporaryDirectory() + "strata-mount-probe-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: point) }
+    guard (try? FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)) != nil,
+          (try? run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", point])) == 0 else { return false }
+    _ = try? run("/bin/umount", [point])
+    return true
+}()
+
+@discardableResult
+func run(_ tool: String, _ arguments: [String]) throws -> Int32 {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: tool)
+    process.arguments = arguments
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    return process.terminationStatus
+}
+
+@Suite("Disk trouble: a read-only data directory", .serialized)
+struct ReadOnlyDataTests {
+    @Test("a data directory on a file system mounted read-only: start-up refuses with a message naming it, and the data is intact once writable again",
+          .enabled(if: canMountTmpfs, "needs permission to mount a tmpfs"))
+    func readOnlyFileSystem() async throws {
+        let point = NSTemporaryDirectory() + "strata-readonly-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
+        #expect(try run("/bin/mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", point]) == 0)
+        defer {
+            _ = try? run("/bin/umount", [point])
+            try? FileManager.default.removeItem(atPath: point)
+        }
+        let data = point + "/data"
+        do {
+            let server = try ServerProcess(directory: data, durability: "sync")
+            let client = try await StrataClient.connect(host: "127.0.0.1", port: server.port, tenant: "default", apiKey: testAdminKey)
+            _ = try await client.append(to: "s-1", events: [.init(type: "Kept", data: Data("{}".utf8))])
+            client.close()
+            #expect(server.terminate().status == 0)
+        }
+        #expect(try run("/bin/mount", ["-o", "remount,ro", point]) == 0)
+        let refused = try strata(["serve", "--port", "0", "--metrics-port", "0", "--data", data], environment: ["STRATA_ADMIN_KEY": testAdminKey])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains(data), "\(refused.stderr)")
+        #expect(refused.stderr.contains("Read-only file system"), "\(refused.stderr)")
+
+        #expect(try run("/bin/mount", ["-o", "remount,rw", point]) == 0)
+        let server = try ServerProcess(directory: data, durability: "sync")
+        let client = try await StrataClient.connect(host: "127.0.0.1", port: server.port, tenant: "default", apiKey: testAdminKey)
+        defer { client.close() }
+        var types: [String] = []
+        for try await event in client.read("s-1") { types.append(event.type) }
+        #expect(types == ["Kept"])
+    }
+}

@@ -3,6 +3,7 @@ import StrataConformance
 import StrataProjections
 import StrataProto
 import StrataServer
+import StrataSupport
 import StrataWire
 import Synchronization
 import Testing
@@ -213,5 +214,5 @@ final class RewritingProxy: @unchecked Sendable {
 
 /// A Bool behind a lock, shareable with threads.
 final class LockedFlag: Sendable {
-    let flag = Mutex(false)
+    let flag = Locked(false)
 }

@@ -4,6 +4,7 @@ import StrataClient
 import StrataProjections
 import StrataProto
 @testable import StrataServer
+import StrataSupport
 import StrataWire
 import Synchronization
 import Testing
@@ -65,7 +66,7 @@ func metric(_ text: String, _ name: String, _ labels: [String: String] = [:]) ->
 /// Collects log records for assertions.
 final class CapturedLogs: Sendable {
     struct Record: Sendable { let level: Logger.Level; let message: String; let metadata: [String: String] }
-    let records = Mutex<[Record]>([])
+    let records = Locked<[Record]>([])
 
     var logger: Logger {
         Logger(label: "test") { _ in CapturingHandler(logs: self) }
@@ -157,7 +158,7 @@ struct ObservabilityTests {
 
         // The workload: 4 writers × 25 single-event appends, concurrently,
         // while a scraper reads /metrics over and over.
-        let scraped = Mutex<[Double]>([])
+        let scraped = Locked<[Double]>([])
         let writing = Atomic<Bool>(true)
         let metricsPort = fixture.metricsPort
         let scraper = Thread {

@@ -1,15 +1,16 @@
 import Dispatch
 import Foundation
 @testable import StrataClient
-import struct StrataClient.OperationProgress
 import StrataProjections
 import StrataProto
 @testable import StrataServer
 import StrataStorage
+import StrataSupport
 import StrataWire
 import SwiftProtobuf
 import Synchronization
 import Testing
+import struct StrataClient.OperationProgress
 
 /// Who calls, in the isolation matrix.
 private enum Caller: CustomStringConvertible {
@@ -403,7 +404,7 @@ private func all(_ sequence: ReadSequence) async throws -> [StrataClient.Recorde
 
 /// Progress reports collected from a callback.
 final class ProgressLog: Sendable {
-    private let items = Mutex<[OperationProgress]>([])
+    private let items = Locked<[OperationProgress]>([])
     func add(_ progress: OperationProgress) { items.withLock { $0.append(progress) } }
     var all: [OperationProgress] { items.withLock { $0 } }
 }

@@ -1,7 +1,8 @@
 import Foundation
+@testable import StrataStorage
+import StrataSupport
 import Synchronization
 import Testing
-@testable import StrataStorage
 
 /// The stream index's newest entries live in memory (`StreamIndexTail`) and
 /// are flushed in bulk; after a crash they are rebuilt from the log. These
@@ -147,7 +148,7 @@ struct StreamIndexTests {
         let store = fixture.store
         let writersDone = Atomic<Int>(0)
         let reads = Atomic<Int>(0)
-        let problems = Mutex<[String]>([])
+        let problems = Locked<[String]>([])
         // Threads of their own (concurrentPerform on two cores may run both
         // writers to the end before a reader starts); the writers begin once a
         // reader is reading, and the readers read until both writers are done.

@@ -3,6 +3,7 @@ import Foundation
 import StrataProjections
 import StrataProto
 import StrataStorage
+import StrataSupport
 import StrataWire
 import SwiftProtobuf
 import Synchronization
@@ -226,9 +227,9 @@ extension Role {
     }
 }
 
-/// A counter of running operations under a limit. Thread-safe (a Mutex).
+/// A counter of running operations under a limit. Thread-safe (a `Locked`).
 final class OperationSlots: Sendable {
-    private let count = Mutex(0)
+    private let count = Locked(0)
 
     /// Takes a slot if fewer than `limit` are taken.
     func take(limit: Int) -> Bool {

@@ -1,4 +1,5 @@
 import Dispatch
+import StrataSupport
 import StrataWire
 import Synchronization
 
@@ -6,11 +7,11 @@ import Synchronization
 /// deleted or compacted. Created before the server (services are built
 /// first), attached to it by the server's init.
 ///
-/// Thread-safe: the server reference is a Mutex.
+/// Thread-safe: the server reference is a `Locked`.
 public final class CallTerminator: Sendable {
     /// Weak: the server owns (through its router) the services that own this.
     private struct WeakServer { weak var value: StrataServer? }
-    private let server = Mutex(WeakServer())
+    private let server = Locked(WeakServer())
 
     public init() {}
 
@@ -25,7 +26,7 @@ public final class CallTerminator: Sendable {
                   where match: @escaping @Sendable (CallContext) -> Bool) -> Int {
         guard let server = server.withLock({ $0.value }) else { return 0 }
         let finished = DispatchSemaphore(value: 0)
-        let count = Mutex(0)
+        let count = Locked(0)
         server.endCalls(onlyStreaming: onlyStreaming, error: error, where: match) { ended in
             count.withLock { $0 = ended }
             finished.signal()

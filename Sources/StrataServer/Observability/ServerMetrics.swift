@@ -1,6 +1,7 @@
 import CoreMetrics
 import Prometheus
 import StrataStorage
+import StrataSupport
 import StrataWire
 import Synchronization
 
@@ -20,8 +21,8 @@ import Synchronization
 /// knows (anything else is `unknown`), status code names, tenant and
 /// projection names (validated at creation), projection states.
 ///
-/// Thread-safe: the handle caches are `Mutex`es; swift-metrics handles are
-/// thread-safe; `sampled` is a `Mutex`.
+/// Thread-safe: the handle caches are `Locked`; swift-metrics handles are
+/// thread-safe; `sampled` is a `Locked`.
 public final class ServerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     /// Live subscriptions, sampled for the subscription gauges.
@@ -35,14 +36,14 @@ public final class ServerMetrics: Sendable {
     private let connectionsAccepted: CoreMetrics.Counter
     /// Calls open on every connection (opened and not yet ended).
     private let openCalls = Atomic<Int>(0)
-    private let callCounters = Mutex<[CallKey: CoreMetrics.Counter]>([:])
-    private let callDurations = Mutex<[String: CoreMetrics.Timer]>([:])
-    private let tenantCounters = Mutex<[String: TenantCounters]>([:])
-    private let refusals = Mutex<[String: CoreMetrics.Counter]>([:])
+    private let callCounters = Locked<[CallKey: CoreMetrics.Counter]>([:])
+    private let callDurations = Locked<[String: CoreMetrics.Timer]>([:])
+    private let tenantCounters = Locked<[String: TenantCounters]>([:])
+    private let refusals = Locked<[String: CoreMetrics.Counter]>([:])
     /// Gauges set by the last scrape, by series (name and labels).
-    private let sampled = Mutex<[SeriesKey: CoreMetrics.Gauge]>([:])
+    private let sampled = Locked<[SeriesKey: CoreMetrics.Gauge]>([:])
     /// Supplies the sampled gauges; set once by the server before it starts.
-    private let sampler = Mutex<(@Sendable () -> [Sample])?>(nil)
+    private let sampler = Locked<(@Sendable () -> [Sample])?>(nil)
 
     private struct CallKey: Hashable { let method: String; let code: StatusCode }
     private struct SeriesKey: Hashable { let name: String; let labels: [String] }

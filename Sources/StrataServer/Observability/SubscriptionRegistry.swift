@@ -1,4 +1,5 @@
 import StrataStorage
+import StrataSupport
 import Synchronization
 
 /// The live subscriptions of a server, for the subscription gauges.
@@ -8,7 +9,7 @@ import Synchronization
 /// each read (an atomic store), so a scrape computes every lag without
 /// touching the connections' queues.
 ///
-/// Thread-safe: `probes` is a `Mutex`; a probe's cursor is atomic.
+/// Thread-safe: `probes` is a `Locked`; a probe's cursor is atomic.
 public final class SubscriptionRegistry: Sendable {
     /// One subscription's published position.
     final class Probe: Sendable {
@@ -46,7 +47,7 @@ public final class SubscriptionRegistry: Sendable {
         }
     }
 
-    private let probes = Mutex<[ObjectIdentifier: Probe]>([:])
+    private let probes = Locked<[ObjectIdentifier: Probe]>([:])
 
     public init() {}
 

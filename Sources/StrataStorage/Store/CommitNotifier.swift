@@ -1,3 +1,4 @@
+import StrataSupport
 import Synchronization
 
 /// Tells observers that something was committed: the writer calls `notify`
@@ -6,14 +7,14 @@ import Synchronization
 /// store themselves, so a notification can never carry an event twice or
 /// skip one, and a slow observer costs nothing here.
 ///
-/// Thread-safe: the observer table is owned by a Mutex; handlers run on the
+/// Thread-safe: the observer table is owned by a `Locked`; handlers run on the
 /// writer thread outside it and must return quickly (hop to a queue).
 public final class CommitNotifier: Sendable {
     private struct Observers {
         var nextID: UInt64 = 0
         var handlers: [UInt64: @Sendable (UInt64) -> Void] = [:]
     }
-    private let observers = Mutex(Observers())
+    private let observers = Locked(Observers())
 
     init() {}
 

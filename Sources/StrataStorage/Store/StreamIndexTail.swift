@@ -1,4 +1,5 @@
 import Foundation
+import StrataSupport
 import Synchronization
 
 /// The newest part of the stream index, kept in memory and written to the
@@ -58,10 +59,10 @@ final class StreamIndexTail: Sendable {
     /// retry with a new read transaction.
     struct Stale: Error {}
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     init(watermark: UInt64) {
-        state = Mutex(State(floor: watermark, watermark: watermark))
+        state = Locked(State(floor: watermark, watermark: watermark))
     }
 
     var watermark: UInt64 { state.withLock { $0.watermark } }

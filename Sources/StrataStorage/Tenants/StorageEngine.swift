@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import StrataSupport
 import Synchronization
 
 /// Settings of the storage engine: where tenants live and how many stay open.
@@ -23,7 +24,7 @@ public struct StorageEngineOptions: Sendable {
 
 /// Opens tenants' event stores on demand and closes idle ones.
 ///
-/// Ownership: the table of open stores is guarded by `state` (a `Mutex`). A
+/// Ownership: the table of open stores is guarded by `state` (a `Locked`). A
 /// store is used only through a `TenantLease`; a leased store is never
 /// closed, so no call can run on a closed environment.
 public final class StorageEngine: Sendable {
@@ -50,7 +51,7 @@ public final class StorageEngine: Sendable {
         var mapSizes: [String: Int] = [:]
     }
 
-    let state = Mutex(State())
+    let state = Locked(State())
     // A Dispatch timer's methods are thread-safe; it is set once in init.
     private nonisolated(unsafe) let idleTimer: DispatchSourceTimer
 

@@ -1,4 +1,5 @@
 import Foundation
+import StrataSupport
 import Synchronization
 
 /// What an API key may do in its tenant. Ordered: each role includes the
@@ -88,7 +89,7 @@ public final class SystemStore: Sendable {
     /// Decoded key records by id. Misses are filled while holding the lock,
     /// so a fill can never overwrite a newer record written meanwhile (the
     /// writer updates the cache after its commit, under the same lock).
-    private let keyCache = Mutex<[String: KeyRecord]>([:])
+    private let keyCache = Locked<[String: KeyRecord]>([:])
     private let revocations = Atomic<UInt64>(0)
 
     /// Goes up (after the change is visible) with every key revocation and

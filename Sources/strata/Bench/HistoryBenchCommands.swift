@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Histogram
 import StrataClient
+import StrataSupport
 import Synchronization
 
 /// Appends `count` events in batches of up to `batchSize` from `concurrency`
@@ -68,9 +69,9 @@ struct SubscribeBenchCommand: AsyncParsableCommand {
         // Live: a subscriber on the stream; each append's acknowledgement and
         // delivery times are compared (same process, same clock).
         let stream = "sub-live-\(run)"
-        let acknowledged = Mutex<[UInt64: ContinuousClock.Instant]>([:])
-        let sent = Mutex<[UInt64: ContinuousClock.Instant]>([:])
-        let live = Mutex((afterAck: Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three),
+        let acknowledged = Locked<[UInt64: ContinuousClock.Instant]>([:])
+        let sent = Locked<[UInt64: ContinuousClock.Instant]>([:])
+        let live = Locked((afterAck: Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three),
                           afterSend: Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three),
                           beforeAck: 0))
         let (ready, readyContinuation) = AsyncStream<Void>.makeStream()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Histogram
 import StrataClient
+import StrataSupport
 import Synchronization
 
 /// Options shared by the benchmarks that talk to a running server.
@@ -14,7 +15,7 @@ struct BenchServerOptions: ParsableArguments {
 
 /// Latencies from many tasks, merged under a lock.
 final class LatencyRecorder: Sendable {
-    private let histogram = Mutex(Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three))
+    private let histogram = Locked(Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three))
 
     func merge(_ other: Histogram<UInt64>) { histogram.withLock { $0.add(other) } }
 
