@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-STRATA_CRASH_KILLS="${1:-200}" swift test --filter CrashSafetyTests 2>&1 \
+TEST_CRASH_KILLS="${1:-200}" swift test --filter CrashSafetyTests 2>&1 \
   | grep -E "crash safety:|✔|✘|error:" | grep -v "◇"

@@ -228,8 +228,9 @@ enum PayloadFuzzing {
             FuzzFailure.check(event.contentType == (proto.contentType.isEmpty ? "application/json" : proto.contentType),
                               "\(what): a content type differs")
             if !proto.id.isEmpty {
+                FuzzFailure.check(proto.id.count == 16, "\(what): a \(proto.id.count)-byte event id was accepted")
                 let id = proto.id.withUnsafeBytes { UUID(uuid: $0.loadUnaligned(as: uuid_t.self)) }
-                FuzzFailure.check(proto.id.count == 16 && event.id == id, "\(what): an event id differs")
+                FuzzFailure.check(event.id == id, "\(what): an event id differs")
             }
         }
     }
@@ -240,10 +241,16 @@ enum PayloadFuzzing {
             FuzzFailure.stop("ReadResponseDecoder accepted a page swift-protobuf refuses")
         }
         FuzzFailure.check(ours.events.count == reference.events.count, "ReadResponse event counts differ")
+        FuzzFailure.check(ours.endOfStream == reference.endOfStream, "ReadResponse: end of stream differs")
         for (event, proto) in zip(ours.events, reference.events) {
             FuzzFailure.check(event.stream == proto.stream && event.revision == proto.revision && event.position == proto.position
-                              && event.type == proto.type && event.data == proto.data && event.metadata == proto.metadata,
+                              && event.type == proto.type && event.contentType == proto.contentType && event.data == proto.data
+                              && event.metadata == proto.metadata && event.recordedAt == proto.recordedAt,
                               "ReadResponse: an event differs")
+            if proto.id.count == 16 {
+                let id = proto.id.withUnsafeBytes { UUID(uuid: $0.loadUnaligned(as: uuid_t.self)) }
+                FuzzFailure.check(event.id == id, "ReadResponse: an event id differs")
+            }
         }
     }
 

@@ -21,8 +21,8 @@ struct FuzzTargetTests {
         }
     }
 
-    /// `STRATA_FUZZ_ITERATIONS` raises the count for a longer local run.
-    static let iterations = Int(ProcessInfo.processInfo.environment["STRATA_FUZZ_ITERATIONS"] ?? "") ?? 5_000
+    /// `TEST_FUZZ_ITERATIONS` raises the count for a longer local run.
+    static let iterations = Int(ProcessInfo.processInfo.environment["TEST_FUZZ_ITERATIONS"] ?? "") ?? 5_000
 
     @Test("5,000 random inputs per target, and mutations of the saved ones", arguments: FuzzTarget.allCases)
     func randomInputs(_ target: FuzzTarget) throws {

@@ -74,22 +74,32 @@ public final class Environment: @unchecked Sendable {
         close()
     }
 
-    /// LMDB reads pages through the memory map: a data file shorter than
-    /// its last used page (cut by a full disk, a bad copy, a crash of the
-    /// file system) would raise SIGBUS on the first read there and take the
-    /// whole process down. Refused here instead, as corrupt data.
+    /// LMDB reads pages through the memory map: a data file cut short (a
+    /// full disk during a copy, a bad restore, a damaged file system) would
+    /// raise SIGBUS on the first read of a missing page and take the whole
+    /// process down. Refused here instead, as corrupt data.
+    ///
+    /// A healthy file may legitimately end a little before its last page:
+    /// LMDB never writes pages that were allocated and freed again in the
+    /// same transaction ("loose" pages), and those can be the highest ones.
+    /// So only a file more than `truncationTolerancePages` short is refused;
+    /// a smaller cut is not caught here (docs/reliability.md).
     private static func checkNotTruncated(_ env: OpaquePointer, path: String) throws(LMDBError) {
         var info = MDB_envinfo()
         var pageStats = MDB_stat()
         guard mdb_env_info(env, &info) == 0, mdb_env_stat(env, &pageStats) == 0 else { return }
-        let needed = (Int(info.me_last_pgno) + 1) * Int(pageStats.ms_psize)
+        let pageSize = Int(pageStats.ms_psize)
+        let needed = (Int(info.me_last_pgno) + 1) * pageSize
         let file = (path as NSString).appendingPathComponent("data.mdb")
         guard let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int else { return }
-        if size < needed {
+        if needed - size > truncationTolerancePages * pageSize {
             throw LMDBError(code: MDB_CORRUPTED,
                             operation: "\(file) is truncated: \(size) bytes, but its last used page ends at byte \(needed)")
         }
     }
+
+    /// How many trailing pages a data file may lack and still be opened.
+    static let truncationTolerancePages = 64
 
     /// Closes the environment. Idempotent. No transaction may be running.
     public func close() {

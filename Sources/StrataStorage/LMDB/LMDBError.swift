@@ -21,7 +21,7 @@ public struct LMDBError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The file is not a valid LMDB environment, or its pages do not hold
     /// together: nothing to retry, data to restore.
     public var isCorruption: Bool {
-        code == MDB_CORRUPTED || code == MDB_INVALID || code == MDB_PAGE_NOTFOUND || code == MDB_VERSION_MISMATCH
+        code == MDB_CORRUPTED || code == MDB_INVALID || code == MDB_PAGE_NOTFOUND
     }
 
     public var description: String { "\(operation): \(message) (code \(code))" }
