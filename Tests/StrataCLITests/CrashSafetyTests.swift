@@ -145,8 +145,10 @@ struct CrashSafetyTests {
                 }
             }
             // Kill at a random moment: early (mid start-up recovery and
-            // catch-up) or later (mid live writes).
-            let delay = round.isMultiple(of: 3) ? Int(random.next() % 30) + 1 : Int(random.next() % 400) + 30
+            // catch-up) or later (mid live writes). Instrumented builds
+            // (scripts/sanitize.sh) run about ten times slower: so do the delays.
+            let slowdown = ProcessInfo.processInfo.environment["TEST_SANITIZER"] == nil ? 1 : 10
+            let delay = slowdown * (round.isMultiple(of: 3) ? Int(random.next() % 30) + 1 : Int(random.next() % 400) + 30)
             try await Task.sleep(for: .milliseconds(delay))
             server.kill()
             attempts += await writing.value
