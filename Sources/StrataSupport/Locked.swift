@@ -14,8 +14,10 @@ import Darwin
 /// race TSan reports here is a real one.
 public final class Locked<Value: ~Copyable>: @unchecked Sendable {
     // Allocated once and never moved: a pthread mutex must keep its address.
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var value: Value
+    // Visible to inlined code so `withLock` specialises in the modules that
+    // use it (it is on hot paths: every call, every stream-index lookup).
+    @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    @usableFromInline var value: Value
 
     public init(_ value: consuming sending Value) {
         self.value = value
@@ -32,6 +34,7 @@ public final class Locked<Value: ~Copyable>: @unchecked Sendable {
 
     /// Runs `body` with the value while holding the lock. `body` must not
     /// call `withLock` on the same instance (the mutex is not recursive).
+    @inlinable
     public func withLock<Result: ~Copyable, E: Error>(_ body: (inout sending Value) throws(E) -> sending Result) throws(E) -> sending Result {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }

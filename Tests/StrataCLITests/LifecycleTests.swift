@@ -106,7 +106,7 @@ struct LifecycleTests {
         ]) { $1 })
         let client = try await StrataClient.connect(host: "127.0.0.1", port: server.port, tenant: "default", apiKey: testAdminKey)
         _ = try await client.append(to: "long", events: (0 ..< 20).map { _ in .init(type: "E", data: Data("{}".utf8)) })
-        var iterator = client.read("long").makeAsyncIterator()
+        let iterator = client.read("long").makeAsyncIterator()
         _ = try await iterator.next()
         return (server, client, iterator)
     }
