@@ -165,6 +165,7 @@ struct SoakTests {
         let baseline = try await Self.appendLatencies(client, for: .seconds(2))
         let startRSS = Self.residentBytes(pid)
         let startTotal = Self.residentBytes(pid, "VmRSS")
+        #expect(startRSS > 0 && startTotal > 0, "/proc/\(pid)/status has RssAnon and VmRSS")
         // The well-behaved subscriber follows the well-behaved stream throughout.
         let follower = try await StrataClient.connect(host: "127.0.0.1", port: port, tenant: "default", apiKey: testAdminKey)
         defer { follower.close() }
