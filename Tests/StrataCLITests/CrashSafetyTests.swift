@@ -40,7 +40,19 @@ struct CrashSafetyTests {
     /// Appends until a call fails: batches of 1–5 events to its own stream
     /// with exact expected revisions, and every fifth call an atomic append
     /// to its stream and its audit stream.
-    static func writer(_ client: StrataClient, index: Int, seed: UInt64) async -> [Attempt] {
+    /// Counts a round's acknowledged appends and says when enough have been
+    /// (a class: shared by the round's writers).
+    final class RoundProgress: Sendable {
+        let acknowledged = Atomic<Int>(0)
+        let threshold: Int
+        let (reached, signal) = AsyncStream<Void>.makeStream()
+        init(threshold: Int) { self.threshold = threshold }
+        func acknowledge() {
+            if acknowledged.add(1, ordering: .relaxed).newValue == threshold { signal.finish() }
+        }
+    }
+
+    static func writer(_ client: StrataClient, index: Int, seed: UInt64, progress: RoundProgress? = nil) async -> [Attempt] {
         var attempts: [Attempt] = []
         var random = SplitMix(seed: seed)
         let stream = "acct-\(index)", audit = "audit-\(index)"
@@ -78,6 +90,7 @@ struct CrashSafetyTests {
                 do {
                     let results = try await client.appendMulti([(stream, expected, events), (audit, auditExpected, [auditEvent])])
                     attempts.append(Attempt(writes: writes, results: results))
+                    progress?.acknowledge()
                     next += UInt64(count)
                     nextAudit += 1
                 } catch {
@@ -88,6 +101,7 @@ struct CrashSafetyTests {
                 do {
                     let result = try await client.append(to: stream, expected: expected, events: events)
                     attempts.append(Attempt(writes: [(stream, events.map(\.id))], results: [result]))
+                    progress?.acknowledge()
                     next += UInt64(count)
                 } catch {
                     attempts.append(Attempt(writes: [(stream, events.map(\.id))], results: nil, failure: error))
@@ -142,9 +156,12 @@ struct CrashSafetyTests {
             }
             let following = Task { await Self.subscriber(follower, after: last) }
             let seeds = (0 ..< writers).map { _ in random.next() }
+            let progress = RoundProgress(threshold: 100)
             let writing = Task {
                 await withTaskGroup(of: [Attempt].self) { group in
-                    for index in 0 ..< writers { group.addTask { await Self.writer(client, index: index, seed: seeds[index]) } }
+                    for index in 0 ..< writers {
+                        group.addTask { await Self.writer(client, index: index, seed: seeds[index], progress: progress) }
+                    }
                     var all: [Attempt] = []
                     for await result in group { all += result }
                     return all
@@ -154,7 +171,19 @@ struct CrashSafetyTests {
             // catch-up) or later (mid live writes). Instrumented builds
             // (scripts/sanitize.sh) run about ten times slower: so do the delays.
             let slowdown = ProcessInfo.processInfo.environment["TEST_SANITIZER"] == nil ? 1 : 10
-            let delay = slowdown * (round.isMultiple(of: 3) ? Int(random.next() % 30) + 1 : Int(random.next() % 400) + 30)
+            let early = round.isMultiple(of: 3)
+            if !early {
+                // Live writes: wait until the round has done some work (on a
+                // loaded machine start-up alone can take the whole delay).
+                let reached = Task { for await _ in progress.reached {} }
+                let timeout = Task {
+                    try await Task.sleep(for: .seconds(20))
+                    progress.signal.finish()
+                }
+                await reached.value
+                timeout.cancel()
+            }
+            let delay = slowdown * (early ? Int(random.next() % 30) + 1 : Int(random.next() % 400) + 30)
             try await Task.sleep(for: .milliseconds(delay))
             server.kill()
             attempts += await writing.value
