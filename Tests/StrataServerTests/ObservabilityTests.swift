@@ -11,28 +11,10 @@ import Testing
 
 /// One HTTP/1.1 exchange over a plain socket: the status and the body.
 func httpRequest(port: UInt16, _ request: String) throws -> (status: Int, headers: String, body: String) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = port.bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard rc == 0 else { throw SocketError(operation: "connect", code: errno) }
-    var timeout = timeval(tv_sec: 10, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let connection = try RawHTTP(port: port, receiveTimeout: 10)
     let bytes = Array(request.utf8)
-    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    var response: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        if count <= 0 { break }  // the responder closes after each response
-        response += buffer[0 ..< count]
-    }
-    let text = String(decoding: response, as: UTF8.self)
+    _ = bytes.withUnsafeBytes { send(connection.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    let text = connection.readAll()  // the responder closes after each response
     guard let split = text.range(of: "\r\n\r\n") else { return (0, text, "") }
     let head = String(text[..<split.lowerBound])
     let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
@@ -92,7 +74,7 @@ final class CapturedLogs: Sendable {
 /// A plain TCP connection to an HTTP port that sends nothing.
 final class RawHTTP {
     let fd: Int32
-    init(port: UInt16) throws {
+    init(port: UInt16, receiveTimeout seconds: Int = 5) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -101,8 +83,12 @@ final class RawHTTP {
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard rc == 0 else { throw SocketError(operation: "connect", code: errno) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        guard rc == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw SocketError(operation: "connect", code: code)
+        }
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
     private var open = true
@@ -110,7 +96,7 @@ final class RawHTTP {
         if open { Glibc.close(fd) }
         open = false
     }
-    /// Everything until the server closes (or 5 s pass).
+    /// Everything until the server closes (or the receive timeout passes).
     func readAll() -> String {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)

@@ -83,30 +83,17 @@ public struct StrataLogHandler: LogHandler {
             scalar.value > 0x20 && scalar != "\"" && scalar != "=" && scalar != "\\" && scalar.value != 0x7F
         }
         if plain { return value }
-        var out = "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        return "\"" + escapedControls(value, quotes: true) + "\""
     }
 
-    /// `\n`, `\r`, `\t` and `\u00XX` for control characters; the rest as is.
-    static func escapedControls(_ text: String) -> String {
+    /// `\n`, `\r`, `\t` and `\u00XX` for control characters, and with
+    /// `quotes` also `\"` and `\\`; the rest as is.
+    static func escapedControls(_ text: String, quotes: Bool = false) -> String {
         var out = ""
         for scalar in text.unicodeScalars {
             switch scalar {
+            case "\"" where quotes: out += "\\\""
+            case "\\" where quotes: out += "\\\\"
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
