@@ -51,18 +51,19 @@ public struct SnapshotsService: Sendable {
         do throws(RPCError) {
             let request = try StreamsService.decode(Strata_V1_SaveSnapshotRequest.self, bytes)
             let lease = try engine.lease(for: context)
-            let store = lease.store
-            Task {
-                defer { lease.release() }
-                do {
-                    let snapshot = try await store.saveSnapshot(of: request.stream, revision: request.revision,
-                                                                contentType: request.contentType.isEmpty ? "application/json" : request.contentType,
-                                                                payload: request.payload)
+            // The writer's callback answers: no task, so a busy Swift
+            // concurrency pool in the host process cannot hold the reply.
+            lease.store.submitSnapshot(of: request.stream, revision: request.revision,
+                                       contentType: request.contentType.isEmpty ? "application/json" : request.contentType,
+                                       payload: request.payload) { result in
+                lease.release()
+                switch result {
+                case .success(let snapshot):
                     var response = Strata_V1_SaveSnapshotResponse()
                     response.snapshot = Self.proto(snapshot, withPayload: false)
                     respond(StreamsService.encode(response))
-                } catch {
-                    respond(.failure(RPCError(any: error)))
+                case .failure(let error):
+                    respond(.failure(RPCError(error)))
                 }
             }
         } catch {

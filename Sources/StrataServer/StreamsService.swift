@@ -168,16 +168,14 @@ public struct StreamsService: Sendable {
             let request = try Self.decode(Strata_V1_DeleteStreamRequest.self, bytes)
             let lease = try lease(context)
             let expected = ExpectedRevision(proto: request.hasExpected ? request.expected : nil)
-            let store = lease.store
-            Task {
-                defer { lease.release() }
-                do {
-                    try await store.deleteStream(request.stream, expected: expected)
+            // The writer's callback answers: no task (see SnapshotsService.save).
+            lease.store.submitDelete(request.stream, expected: expected) { result in
+                lease.release()
+                switch result {
+                case .success:
                     respond(Self.encode(Strata_V1_DeleteStreamResponse()))
-                } catch let error as StorageError {
+                case .failure(let error):
                     respond(.failure(RPCError(error)))
-                } catch {
-                    respond(.failure(RPCError(.internal, "\(error)")))
                 }
             }
         } catch {

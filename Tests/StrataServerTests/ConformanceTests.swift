@@ -28,6 +28,34 @@ struct ConformanceTests {
         #expect(try fixture.system.tenants().map(\.name) == ["acme"])
     }
 
+    /// The server must answer without the Swift concurrency pool: a host
+    /// process whose pool threads are all blocked (as this test process's
+    /// are, at times, by tests that wait on child processes) once held a
+    /// snapshot save for over ten seconds.
+    @Test("snapshot saves and stream deletions are answered while every Swift concurrency pool thread is blocked")
+    func answersWithoutTheConcurrencyPool() throws {
+        let fixture = try ServerFixture()
+        let cases = try ConformanceCase.load(directory: casesDirectory).filter {
+            ["snapshots.save-load-and-limits", "streams.info-and-delete", "streams.delete-twice-with-any"].contains($0.name)
+        }
+        #expect(cases.count == 3)
+        // One blocker per pool thread; this test's own thread may be one of
+        // them, so wait for all but one to be running.
+        let width = ProcessInfo.processInfo.activeProcessorCount
+        let started = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        for _ in 0 ..< width {
+            Task.detached { started.signal(); release.wait() }
+        }
+        defer { for _ in 0 ..< width { release.signal() } }
+        for _ in 0 ..< max(1, width - 1) { started.wait() }
+        let results = try ConformanceRunner(host: "127.0.0.1", port: fixture.port, adminKey: ServerFixture.adminKey).run(cases)
+        for result in results where !result.passed {
+            Issue.record("\(result.name): \(result.failure ?? "")")
+        }
+        #expect(results.count == 3)
+    }
+
     @Test("the limits cases pass against a server with the small limits they name")
     func limitsCasesPass() throws {
         let fixture = try ServerFixture {

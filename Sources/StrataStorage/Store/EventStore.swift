@@ -192,10 +192,23 @@ public final class EventStore: Sendable {
     }
 
     public func deleteStream(_ stream: String, expected: ExpectedRevision = .any) async throws {
-        try options.limits.validateStreamName(stream)
-        let _: WriteOutcome = try await withCheckedThrowingContinuation { continuation in
-            enqueue(.delete(stream: stream, expected: expected)) { continuation.resume(with: $0) }
+        try await withCheckedThrowingContinuation { continuation in
+            submitDelete(stream, expected: expected) { continuation.resume(with: $0) }
         }
+    }
+
+    /// Validates and queues a stream deletion without blocking: the entry
+    /// point for servers. `completion` runs once, on the writer thread after
+    /// the commit or at once on a validation error; it must not block.
+    public func submitDelete(_ stream: String, expected: ExpectedRevision = .any,
+                             completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        do {
+            try options.limits.validateStreamName(stream)
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        enqueue(.delete(stream: stream, expected: expected)) { completion($0.map { _ in () }) }
     }
 }
 

@@ -90,14 +90,34 @@ extension EventStore {
     /// revision again replaces it.
     public func saveSnapshot(of stream: String, revision: UInt64, contentType: String = "application/json",
                              payload: Data) async throws -> Snapshot {
-        let (record, number) = try prepareSnapshot(of: stream, revision: revision, contentType: contentType, payload: payload)
-        let _: WriteOutcome = try await withCheckedThrowingContinuation { continuation in
-            enqueue(.saveSnapshot(record, stream: stream, streamNumber: number, keep: options.snapshotsPerStream)) {
+        try await withCheckedThrowingContinuation { continuation in
+            submitSnapshot(of: stream, revision: revision, contentType: contentType, payload: payload) {
                 continuation.resume(with: $0)
             }
         }
-        // Read back for the commit time it was saved at.
-        return try snapshot(of: stream, atOrBefore: .revision(revision)) ?? record.snapshot(of: stream)
+    }
+
+    /// Validates and queues a snapshot save without blocking or needing a
+    /// task: the entry point for servers, whose calls must not wait for the
+    /// Swift concurrency pool (a busy pool once held a save for over ten
+    /// seconds). `completion` runs once, on the writer thread after the
+    /// commit or at once on a validation error; it must not block.
+    public func submitSnapshot(of stream: String, revision: UInt64, contentType: String = "application/json",
+                               payload: Data, completion: @escaping @Sendable (Result<Snapshot, StorageError>) -> Void) {
+        let record: SnapshotRecord
+        let number: UInt64
+        do {
+            (record, number) = try prepareSnapshot(of: stream, revision: revision, contentType: contentType, payload: payload)
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        enqueue(.saveSnapshot(record, stream: stream, streamNumber: number, keep: options.snapshotsPerStream)) { result in
+            completion(result.flatMap { outcome in
+                if case .snapshotSaved(let saved) = outcome { return .success(saved) }
+                return .failure(.lmdb(LMDBError(code: EIO, operation: "writer answered a snapshot save with \(outcome)")))
+            })
+        }
     }
 
     /// Checks a snapshot and finds what it needs, in a read transaction: the

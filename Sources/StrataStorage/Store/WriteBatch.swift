@@ -63,8 +63,8 @@ struct WriteBatch {
                     try delete(stream, expected: expected, in: txn)
                     outcomes.append(.success(.deleted))
                 case let .saveSnapshot(record, stream, streamNumber, keep):
-                    try saveSnapshot(record, stream: stream, streamNumber: streamNumber, keep: keep, in: txn)
-                    outcomes.append(.success(.snapshotSaved))
+                    let saved = try saveSnapshot(record, stream: stream, streamNumber: streamNumber, keep: keep, in: txn)
+                    outcomes.append(.success(.snapshotSaved(saved)))
                 case .projection(let change):
                     outcomes.append(.success(.projectionChanged(try changeProjection(change, in: txn))))
                 case .projectionCommit(let commit):
@@ -266,7 +266,7 @@ struct WriteBatch {
     // MARK: - Snapshots
 
     private func saveSnapshot(_ record: SnapshotRecord, stream: String, streamNumber: UInt64, keep: Int,
-                              in txn: borrowing WriteTransaction) throws {
+                              in txn: borrowing WriteTransaction) throws -> Snapshot {
         // Checked again here: the stream may have been deleted since the
         // snapshot was prepared.
         guard let current = try loadStream(stream, in: txn), current.number == streamNumber else {
@@ -298,5 +298,6 @@ struct WriteBatch {
         for revision in revisions.dropLast(keep) {
             _ = try Keys.withStreamRevision(streamNumber, revision) { try txn.delete(dbs.snapshots, key: $0) }
         }
+        return stored.snapshot(of: stream)
     }
 }

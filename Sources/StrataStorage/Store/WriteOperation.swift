@@ -24,7 +24,8 @@ enum WriteOperation: Sendable {
 enum WriteOutcome: Sendable {
     case appended([AppendResult])
     case deleted
-    case snapshotSaved
+    /// The snapshot as stored, with the commit time it was saved at.
+    case snapshotSaved(Snapshot)
     case projectionChanged(ProjectionRecord?)
     case projectionCommitted
 }
