@@ -486,13 +486,17 @@ final class Connection: @unchecked Sendable {
         logFailure(error, metadata: metadata, messageLimit: 160)
     }
 
-    /// One line per failed call: server faults as errors, the rest (the
-    /// caller's mistakes, conflicts, limits) as info.
+    /// One line per failed call: server faults and a full disk (which an
+    /// operator must act on) as errors, the rest (the caller's mistakes,
+    /// conflicts, limits) as info.
     private func logFailure(_ error: RPCError, metadata: Logger.Metadata, messageLimit: Int = 1024) {
         var metadata = metadata
         metadata["code"] = "\(error.code)"
         let message = error.message.count > messageLimit ? error.message.prefix(messageLimit) + "…" : error.message
+        let diskFull = error.detail?.quotaExceeded.limit == "disk-space"
         switch error.code {
+        case _ where diskFull:
+            logger.error("call failed: \(message)", metadata: metadata)
         case .internal, .dataLoss, .unknown:
             logger.error("call failed: \(message)", metadata: metadata)
         default:

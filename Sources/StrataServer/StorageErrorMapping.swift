@@ -87,6 +87,11 @@ extension RPCError {
             d.value = UInt64(mapSize)
             detail.quotaExceeded = d
             self.init(.resourceExhausted, error.description, detail: detail)
+        case .diskFull:
+            var d = Strata_V1_QuotaExceeded()
+            d.limit = "disk-space"
+            detail.quotaExceeded = d
+            self.init(.resourceExhausted, error.description, detail: detail)
         case .invalidTenantName:
             self = .invalidArgument(field: "metadata.tenant", reason: error.description, message: error.description)
         case .tenantNotFound:

@@ -142,3 +142,79 @@ struct ReadOnlyDataTests {
         #expect(types == ["Kept"])
     }
 }
+
+@Suite("Disk trouble: the disk fills up", .serialized)
+struct DiskFullTests {
+    /// The tenant's map (8 GiB by default) is far larger than the file
+    /// system under it, so the disk runs out first: LMDB's commit fails with
+    /// ENOSPC while writing pages.
+    @Test("the disk fills during appends: RESOURCE_EXHAUSTED naming the disk, nothing partial stored, reads go on, writes resume once space is freed",
+          .enabled(if: canMountTmpfs, "needs permission to mount a tmpfs"))
+    func diskFills() async throws {
+        let point = NSTemporaryDirectory() + "strata-full-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
+        #expect(try run("/bin/mount", ["-t", "tmpfs", "-o", "size=6m", "tmpfs", point]) == 0)
+        defer {
+            _ = try? run("/bin/umount", [point])
+            try? FileManager.default.removeItem(atPath: point)
+        }
+        let data = point + "/data"
+        let payload = Data(("{\"pad\":\"" + String(repeating: "x", count: 60_000) + "\"}").utf8)
+        var acknowledged: [UUID] = []
+        do {
+            let server = try ServerProcess(directory: data, durability: "sync")
+            let client = try await StrataClient.connect(host: "127.0.0.1", port: server.port, tenant: "default", apiKey: testAdminKey)
+            var failure: StrataClient.Error?
+            for _ in 0 ..< 200 {  // 12 MB into 6 MB
+                let event = StrataClient.EventData(type: "Padded", data: payload)
+                do {
+                    _ = try await client.append(to: "fill", expected: acknowledged.isEmpty ? .noStream : .exact(UInt64(acknowledged.count - 1)),
+                                                events: [event])
+                    acknowledged.append(event.id)
+                } catch {
+                    failure = error
+                    break
+                }
+            }
+            let error = try #require(failure, "6 MB never filled")
+            #expect(error.code == .resourceExhausted)
+            #expect(error.reason == .quotaExceeded(limit: "disk-space", value: 0))
+            #expect(error.message.contains("no space left on the disk holding"), "\(error.message)")
+            #expect(error.message.contains("nothing of this write was stored"), "\(error.message)")
+            #expect(acknowledged.count > 10)
+
+            // Reads go on and show exactly what was acknowledged; a retry
+            // still fails the same way and stores nothing.
+            #expect(try await readIDs(client, "fill") == acknowledged)
+            let retry = await #expect(throws: StrataClient.Error.self) {
+                _ = try await client.append(to: "fill", expected: .exact(UInt64(acknowledged.count - 1)),
+                                            events: [StrataClient.EventData(type: "Padded", data: payload)])
+            }
+            #expect(retry?.code == .resourceExhausted)
+            #expect(try await readIDs(client, "fill") == acknowledged)
+
+            // Space freed (the file system grows): the same expectation now
+            // holds, so the failed appends left no trace in the revisions.
+            #expect(try run("/bin/mount", ["-o", "remount,size=64m", point]) == 0)
+            let event = StrataClient.EventData(type: "AfterSpace", data: Data("{}".utf8))
+            let result = try await client.append(to: "fill", expected: .exact(UInt64(acknowledged.count - 1)), events: [event])
+            #expect(result.lastRevision == UInt64(acknowledged.count))
+            acknowledged.append(event.id)
+            client.close()
+            #expect(server.terminate().status == 0)
+        }
+        // After a restart every acknowledged event is there once, in order.
+        let server = try ServerProcess(directory: data, durability: "sync")
+        let client = try await StrataClient.connect(host: "127.0.0.1", port: server.port, tenant: "default", apiKey: testAdminKey)
+        defer { client.close() }
+        #expect(try await readIDs(client, "fill") == acknowledged)
+        let verify = try strata(["tenant", "verify", "default", "--port", "\(server.port)", "--api-key", testAdminKey])
+        #expect(verify.status == 0, "\(verify.stderr)")
+    }
+
+    private func readIDs(_ client: StrataClient, _ stream: String) async throws -> [UUID] {
+        var ids: [UUID] = []
+        for try await event in client.read(stream) { ids.append(event.id) }
+        return ids
+    }
+}

@@ -25,6 +25,11 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     case duplicateStream(stream: String)
     /// The tenant's map is full (its size quota). Reads keep working.
     case quotaExceeded(tenant: String, mapSize: Int)
+    /// The file system holding the tenant ran out of space (or of the
+    /// owner's disk quota) before its map did. Nothing of the write was
+    /// stored; reads keep working, and writes succeed again once space is
+    /// freed.
+    case diskFull(tenant: String, path: String, operation: String)
     case invalidTenantName(name: String, reason: String)
     case tenantNotFound(name: String)
     case tenantExists(name: String)
@@ -72,6 +77,8 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
             "event id \(id) is already stored as revision \(revision) of stream '\(stream)'"
         case let .duplicateStream(stream): "stream '\(stream)' appears more than once in a multi-stream append"
         case let .quotaExceeded(tenant, mapSize): "tenant '\(tenant)' is full (map size \(mapSize) bytes)"
+        case let .diskFull(tenant, path, operation):
+            "tenant '\(tenant)': no space left on the disk holding \(path) (\(operation)); nothing of this write was stored, and writes succeed again once space is freed"
         case let .invalidTenantName(name, reason): "invalid tenant name '\(name)': \(reason)"
         case let .tenantNotFound(name): "tenant '\(name)' not found"
         case let .tenantExists(name): "tenant '\(name)' already exists"
