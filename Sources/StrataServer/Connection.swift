@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import StrataProto
+import StrataSupport
 import StrataWire
 import SwiftProtobuf
 
@@ -18,8 +19,9 @@ struct ConnectionEnvironment: Sendable {
 /// DispatchSource, the frame decoder, and the calls multiplexed on it.
 ///
 /// `@unchecked Sendable`: every mutable property is confined to `queue` (all
-/// source handlers, timers and response hops run there); only `init` and
-/// `start` touch them from outside, before any handler can run.
+/// source handlers, timers and response hops run there) except `answered`,
+/// which its lock guards; only `init` and `start` touch them from outside,
+/// before any handler can run.
 final class Connection: @unchecked Sendable {
     enum Handshake { case awaitingSettings, open }
 
@@ -62,6 +64,15 @@ final class Connection: @unchecked Sendable {
     private var flushScheduled = false
     /// Guards `pump` against re-entry.
     private var pumping = false
+    /// Keys this connection's calls were authorized with, so a repeated key
+    /// is not checked again until something is revoked.
+    private var authorizedCalls = AuthorizationCache()
+    /// Unary answers handed over by other threads, waiting for one queue
+    /// turn. The tenant's writer answers every call of a commit in a row:
+    /// collecting them here costs one hop to `queue` per connection and
+    /// commit instead of one per call (each hop can wake a thread). Owned by
+    /// its lock; the only state here not confined to `queue`.
+    private let answered = Locked<[(callID: UInt32, result: Result<[UInt8], RPCError>)]>([])
 
     init(id: UInt64, fd: Int32, env: ConnectionEnvironment, onClose: @escaping @Sendable (UInt64) -> Void) {
         self.id = id
@@ -272,14 +283,22 @@ final class Connection: @unchecked Sendable {
         // Read before the check: a revocation racing it moves the count and
         // makes the request's arrival check again.
         let authorizedAt = env.authorizer.revocationCount
-        do {
-            principal = try env.authorizer.authorize(method: headers.method, permission: route.permission,
-                                                     tenant: tenant.isEmpty ? nil : tenant, metadata: headers.metadata)
-        } catch {
-            // The tenant is logged only if the key belongs to it: a caller
-            // must not be able to write arbitrary names into the logs.
-            reject(callID, error, method: headers.method, requestID: requestID)
-            return
+        let cacheKey = headers.metadata[MetadataKey.authorization].map {
+            AuthorizationCache.Key(header: $0, tenant: tenant, permission: route.permission)
+        }
+        if let cacheKey, let known = authorizedCalls.principal(for: cacheKey, revocationCount: authorizedAt) {
+            principal = known
+        } else {
+            do {
+                principal = try env.authorizer.authorize(method: headers.method, permission: route.permission,
+                                                         tenant: tenant.isEmpty ? nil : tenant, metadata: headers.metadata)
+            } catch {
+                // The tenant is logged only if the key belongs to it: a caller
+                // must not be able to write arbitrary names into the logs.
+                reject(callID, error, method: headers.method, requestID: requestID)
+                return
+            }
+            if let cacheKey { authorizedCalls.remember(principal, for: cacheKey, checkedAt: authorizedAt) }
         }
         // Deadlines beyond 30 days are treated as 30 days: any client value is
         // safe to turn into a timer (Dispatch's nanosecond arithmetic would
@@ -324,22 +343,11 @@ final class Connection: @unchecked Sendable {
         case .unary(let handler):
             let callID = call.id
             handler(frame.payload, call.context) { [self] result in
-                queue.async { [self] in
-                    guard let call = calls[callID] else { return }  // deadline passed or cancelled
-                    switch result {
-                    case .success(let response):
-                        do {
-                            try call.lifecycle.respond()
-                        } catch {
-                            finish(callID, RPCError(.internal, "server bug: \(error)"))
-                            return
-                        }
-                        enqueue(Frame(type: .message, callID: callID, payload: response))
-                        finish(callID, nil)
-                    case .failure(let error):
-                        finish(callID, error)
-                    }
+                let first = answered.withLock { answers in
+                    answers.append((callID, result))
+                    return answers.count == 1
                 }
+                if first { queue.async { [self] in deliverAnswers() } }
             }
         case .serverStreaming(let makeSource):
             do {
@@ -353,6 +361,30 @@ final class Connection: @unchecked Sendable {
                 pump(call)
             } catch {
                 finish(call.id, error)
+            }
+        }
+    }
+
+    /// Sends the unary answers collected in `answered`, in the order given.
+    private func deliverAnswers() {
+        let answers = answered.withLock { answers in
+            defer { answers.removeAll(keepingCapacity: true) }
+            return answers
+        }
+        for (callID, result) in answers {
+            guard let call = calls[callID] else { continue }  // deadline passed or cancelled
+            switch result {
+            case .success(let response):
+                do {
+                    try call.lifecycle.respond()
+                } catch {
+                    finish(callID, RPCError(.internal, "server bug: \(error)"))
+                    continue
+                }
+                enqueue(Frame(type: .message, callID: callID, payload: response))
+                finish(callID, nil)
+            case .failure(let error):
+                finish(callID, error)
             }
         }
     }

@@ -39,7 +39,7 @@ public enum MethodHandler: Sendable {
 }
 
 /// What a method needs of the caller's key.
-public enum Permission: Sendable, Equatable {
+public enum Permission: Sendable, Hashable {
     /// A key of the tenant with at least this role (or the server admin key).
     case tenant(Role)
     /// The server admin key only; the call names no tenant.
