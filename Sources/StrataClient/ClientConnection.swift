@@ -126,8 +126,8 @@ final class PendingCall: @unchecked Sendable {
 /// as the callers' concurrency allows, and a reader thread that decodes
 /// frames and hands them to their calls.
 final class ClientConnection: @unchecked Sendable {
-    // @unchecked: `fd` is immutable; `outbound` and `flushing` are guarded by
-    // `outboundCondition`; `descriptorClosed` by `sendLock`; `state` is a
+    // @unchecked: `fd` is immutable; `outbound`, `flushing` and
+    // `sendDeferred` are guarded by `outboundCondition`; `descriptorClosed` by `sendLock`; `state` is a
     // `Locked`; the decoder belongs to the reader thread.
     private let fd: Int32
     /// Bytes queued for the socket. A caller that finds nobody sending becomes
@@ -136,6 +136,14 @@ final class ClientConnection: @unchecked Sendable {
     private let outboundCondition = NSCondition()
     private var outbound: [UInt8] = []
     private var flushing = false
+    /// A send is queued on `deferredSends` (guarded by `outboundCondition`).
+    private var sendDeferred = false
+    /// Sends the requests of calls opened while others are in flight, a
+    /// moment later and together: callers woken by one burst of responses
+    /// each open their next call, and one `send` for all of them costs the
+    /// client (and, through loopback or the network, the server) far less
+    /// than one each. A lone call is sent at once, without this hop.
+    private let deferredSends = DispatchQueue(label: "strata.client.send")
     /// Callers wait while more than this is queued (a server that stops
     /// reading cannot make the client buffer without bound).
     private static let maxQueuedBytes = 4 << 20
@@ -277,24 +285,28 @@ final class ClientConnection: @unchecked Sendable {
                                 timeoutMs: timeoutMs, into: &headers)
         // Call ids must reach the server in increasing order: the id is
         // allocated and its frames queued under the same lock.
-        let id: UInt32 = try enqueue { (out) throws(RPCError) -> UInt32 in
-            let id: UInt32 = try state.withLock { (state) throws(RPCError) -> UInt32 in
+        let (id, othersInFlight) = try enqueue { (out) throws(RPCError) -> (UInt32, Bool) in
+            let (id, others) = try state.withLock { (state) throws(RPCError) -> (UInt32, Bool) in
                 state.reserved = Swift.max(0, state.reserved - 1)
                 if let failure = state.failure { throw failure }
                 if state.goingAway { throw RPCError(.unavailable, "the connection is going away") }
                 let id = state.nextCallID
                 state.nextCallID += 1
                 state.calls[id] = call
-                return id
+                return (id, state.calls.count > 1)
             }
             Frame(type: .headers, callID: id, payload: headers).encode(into: &out)
             Frame(type: .message, flags: .endStream, callID: id, payload: request).encode(into: &out)
-            return id
+            return (id, others)
         }
         // A failed send fails every open call, this one included, with the
         // connection's first failure (which may be a protocol error the
         // reader found, not this send's broken pipe): the call reports it.
-        try? flush()
+        if othersInFlight {
+            deferSend()
+        } else {
+            try? flush()
+        }
         return (id, call)
     }
 
@@ -376,6 +388,22 @@ final class ClientConnection: @unchecked Sendable {
             swap(&batch, &outbound)
             outboundCondition.broadcast()  // room again for callers waiting on the limit
             outboundCondition.unlock()
+        }
+    }
+
+    /// Sends what is queued a moment later, on `deferredSends`, together
+    /// with whatever other callers queue meanwhile.
+    private func deferSend() {
+        outboundCondition.lock()
+        let first = !sendDeferred
+        sendDeferred = true
+        outboundCondition.unlock()
+        guard first else { return }
+        deferredSends.async { [self] in
+            outboundCondition.lock()
+            sendDeferred = false
+            outboundCondition.unlock()
+            try? flush()
         }
     }
 
