@@ -557,7 +557,13 @@ final class Connection: @unchecked Sendable {
     }
 
     private func sendTrailers(_ callID: UInt32, _ error: RPCError?) {
-        send(.trailers, callID: callID, payload: error?.trailers ?? Strata_V1_Trailers())
+        guard let error else {
+            // OK trailers are an all-default message: zero bytes in proto3,
+            // so the common case skips swift-protobuf's encoder.
+            send(Frame(type: .trailers, callID: callID, payload: []))
+            return
+        }
+        send(.trailers, callID: callID, payload: error.trailers)
     }
 
     /// Sends GOAWAY with a reason and closes once it is written.

@@ -380,3 +380,15 @@ struct ProtocolTests {
         #expect(ended)
     }
 }
+
+@Suite("OK trailers")
+struct OKTrailersTests {
+    /// The server sends OK trailers as an empty payload without encoding.
+    @Test("an OK Trailers message encodes to zero bytes, and zero bytes decode to OK")
+    func okTrailersAreEmpty() throws {
+        #expect(try Strata_V1_Trailers().serializedBytes() as [UInt8] == [])
+        let decoded = try Strata_V1_Trailers(serializedBytes: [UInt8]())
+        #expect(decoded.code == StatusCode.ok.rawValue)
+        #expect(decoded.message.isEmpty && !decoded.hasDetail)
+    }
+}
