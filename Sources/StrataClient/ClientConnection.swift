@@ -127,8 +127,9 @@ final class PendingCall: @unchecked Sendable {
 /// frames and hands them to their calls.
 final class ClientConnection: @unchecked Sendable {
     // @unchecked: `fd` is immutable; `outbound`, `flushing` and
-    // `sendDeferred` are guarded by `outboundCondition`; `descriptorClosed` by `sendLock`; `state` is a
-    // `Locked`; the decoder belongs to the reader thread.
+    // `sendDeferred` are guarded by `outboundCondition`; `descriptorClosed`
+    // by `sendLock`; `state` is a `Locked`; the decoder belongs to the
+    // reader thread.
     private let fd: Int32
     /// Bytes queued for the socket. A caller that finds nobody sending becomes
     /// the flusher and sends what others queue meanwhile, so 16 concurrent

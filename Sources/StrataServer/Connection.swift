@@ -525,13 +525,11 @@ final class Connection: @unchecked Sendable {
         var metadata = metadata
         metadata["code"] = "\(error.code)"
         let message = error.message.count > messageLimit ? error.message.prefix(messageLimit) + "…" : error.message
+        let serverFault = error.code == .internal || error.code == .dataLoss || error.code == .unknown
         let diskFull = error.detail?.quotaExceeded.limit == "disk-space"
-        switch error.code {
-        case _ where diskFull:
+        if serverFault || diskFull {
             logger.error("call failed: \(message)", metadata: metadata)
-        case .internal, .dataLoss, .unknown:
-            logger.error("call failed: \(message)", metadata: metadata)
-        default:
+        } else {
             logger.info("call failed: \(message)", metadata: metadata)
         }
     }
