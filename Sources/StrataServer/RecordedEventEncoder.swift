@@ -15,16 +15,16 @@ enum RecordedEventEncoder {
         event.withFieldBytes { f in
             let size = eventSize(f)
             out.append(0x0A)  // ReadResponse.events = 1, length-delimited
-            appendVarint(UInt64(size), to: &out)
-            appendBytes(1, f.id, to: &out)
-            appendBytes(2, f.stream, to: &out)
-            appendVarintField(3, f.revision, to: &out)
-            appendVarintField(4, f.position, to: &out)
-            appendBytes(5, f.type, to: &out)
-            appendBytes(6, f.contentType, to: &out)
-            appendBytes(7, f.data, to: &out)
-            appendBytes(8, f.metadata, to: &out)
-            appendVarintField(9, UInt64(bitPattern: f.recordedAt), to: &out)
+            ProtoFields.appendVarint(UInt64(size), to: &out)
+            ProtoFields.appendBytes(1, f.id, to: &out)
+            ProtoFields.appendBytes(2, f.stream, to: &out)
+            ProtoFields.appendVarintField(3, f.revision, to: &out)
+            ProtoFields.appendVarintField(4, f.position, to: &out)
+            ProtoFields.appendBytes(5, f.type, to: &out)
+            ProtoFields.appendBytes(6, f.contentType, to: &out)
+            ProtoFields.appendBytes(7, f.data, to: &out)
+            ProtoFields.appendBytes(8, f.metadata, to: &out)
+            ProtoFields.appendVarintField(9, UInt64(bitPattern: f.recordedAt), to: &out)
         }
     }
 
@@ -57,9 +57,9 @@ enum RecordedEventEncoder {
     /// Appends SubscribeResponse.caught_up (field 2) = { position, next_revision }.
     static func appendCaughtUp(_ position: UInt64, nextRevision: UInt64 = 0, to out: inout [UInt8]) {
         out.append(2 << 3 | 2)
-        appendVarint(UInt64(varintFieldSize(position) + varintFieldSize(nextRevision)), to: &out)
-        appendVarintField(1, position, to: &out)
-        appendVarintField(2, nextRevision, to: &out)
+        ProtoFields.appendVarint(UInt64(ProtoFields.varintFieldSize(position) + ProtoFields.varintFieldSize(nextRevision)), to: &out)
+        ProtoFields.appendVarintField(1, position, to: &out)
+        ProtoFields.appendVarintField(2, nextRevision, to: &out)
     }
 
     /// Appends SubscribeResponse.checkpoint (field 3) = { position }.
@@ -69,53 +69,13 @@ enum RecordedEventEncoder {
 
     private static func appendPositionMessage(field: UInt8, _ position: UInt64, to out: inout [UInt8]) {
         out.append(field << 3 | 2)
-        appendVarint(UInt64(varintFieldSize(position)), to: &out)
-        appendVarintField(1, position, to: &out)
+        ProtoFields.appendVarint(UInt64(ProtoFields.varintFieldSize(position)), to: &out)
+        ProtoFields.appendVarintField(1, position, to: &out)
     }
 
     private static func eventSize(_ f: EventFieldBytes) -> Int {
-        bytesFieldSize(f.id) + bytesFieldSize(f.stream) + varintFieldSize(f.revision) + varintFieldSize(f.position)
-            + bytesFieldSize(f.type) + bytesFieldSize(f.contentType) + bytesFieldSize(f.data) + bytesFieldSize(f.metadata)
-            + varintFieldSize(UInt64(bitPattern: f.recordedAt))
-    }
-
-    @inline(__always)
-    private static func varintSize(_ value: UInt64) -> Int {
-        value == 0 ? 1 : (64 - value.leadingZeroBitCount + 6) / 7
-    }
-
-    @inline(__always)
-    private static func bytesFieldSize(_ bytes: UnsafeRawBufferPointer) -> Int {
-        bytes.isEmpty ? 0 : 1 + varintSize(UInt64(bytes.count)) + bytes.count
-    }
-
-    @inline(__always)
-    private static func varintFieldSize(_ value: UInt64) -> Int {
-        value == 0 ? 0 : 1 + varintSize(value)
-    }
-
-    @inline(__always)
-    private static func appendVarint(_ value: UInt64, to out: inout [UInt8]) {
-        var v = value
-        while v >= 0x80 {
-            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        out.append(UInt8(v))
-    }
-
-    @inline(__always)
-    private static func appendVarintField(_ field: UInt8, _ value: UInt64, to out: inout [UInt8]) {
-        guard value != 0 else { return }
-        out.append(field << 3)
-        appendVarint(value, to: &out)
-    }
-
-    @inline(__always)
-    private static func appendBytes(_ field: UInt8, _ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        guard !bytes.isEmpty else { return }
-        out.append(field << 3 | 2)
-        appendVarint(UInt64(bytes.count), to: &out)
-        out.append(contentsOf: bytes.assumingMemoryBound(to: UInt8.self))
+        ProtoFields.bytesFieldSize(f.id) + ProtoFields.bytesFieldSize(f.stream) + ProtoFields.varintFieldSize(f.revision) + ProtoFields.varintFieldSize(f.position)
+            + ProtoFields.bytesFieldSize(f.type) + ProtoFields.bytesFieldSize(f.contentType) + ProtoFields.bytesFieldSize(f.data) + ProtoFields.bytesFieldSize(f.metadata)
+            + ProtoFields.varintFieldSize(UInt64(bitPattern: f.recordedAt))
     }
 }

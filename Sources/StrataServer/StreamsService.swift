@@ -108,9 +108,7 @@ public struct StreamsService: Sendable {
                 lease.release()
                 switch result {
                 case .success(let results):
-                    var response = Strata_V1_AppendResponse()
-                    response.result = Self.proto(results[0])
-                    respond(Self.encode(response))
+                    respond(.success(AppendResponseEncoder.encode(results[0])))
                 case .failure(let error):
                     respond(.failure(RPCError(error)))
                 }
