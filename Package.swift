@@ -110,29 +110,32 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Shared by the test targets: a deterministic generator and raw
+        // loopback sockets (in Tests/, never linked into the product).
+        .target(name: "StrataTestSupport", path: "Tests/StrataTestSupport"),
         .testTarget(
             name: "StrataStorageTests",
-            dependencies: ["StrataStorage", "CLMDB", "StrataSupport"]
+            dependencies: ["StrataStorage", "CLMDB", "StrataSupport", "StrataTestSupport"]
         ),
         .testTarget(
             name: "StrataServerTests",
             dependencies: ["StrataServer", "StrataClient", "StrataWire", "StrataProto", "StrataStorage", "StrataProjections",
-                           "StrataConformance", "StrataSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                           .product(name: "Logging", package: "swift-log")]
+                           "StrataConformance", "StrataSupport", "StrataTestSupport",
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "StrataWireTests",
-            dependencies: ["StrataWire", "StrataProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["StrataWire", "StrataProto", "StrataTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         // Runs the built `strata` binary (serve and the client commands) as a user would.
         .testTarget(
             name: "StrataCLITests",
-            dependencies: ["strata", "StrataClient", "StrataWire", "StrataProto",
+            dependencies: ["strata", "StrataClient", "StrataWire", "StrataProto", "StrataTestSupport",
                            .product(name: "Histogram", package: "hdrhistogram-swift")]
         ),
         .testTarget(
             name: "StrataProjectionsTests",
-            dependencies: ["StrataProjections", "StrataStorage"]
+            dependencies: ["StrataProjections", "StrataStorage", "StrataTestSupport"]
         ),
         .testTarget(
             name: "StrataFuzzingTests",

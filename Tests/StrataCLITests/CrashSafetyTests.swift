@@ -3,6 +3,7 @@ import StrataClient
 import StrataWire
 import Synchronization
 import Testing
+import StrataTestSupport
 
 /// The crash-safety harness (docs/reliability.md): a workload of concurrent
 /// appends (single, batched and multi-stream), a live `$all` subscriber and
@@ -55,7 +56,7 @@ struct CrashSafetyTests {
 
     static func writer(_ client: StrataClient, index: Int, seed: UInt64, progress: RoundProgress? = nil) async -> [Attempt] {
         var attempts: [Attempt] = []
-        var random = SplitMix(seed: seed)
+        var random = SplitMix64(seed: seed)
         let stream = "acct-\(index)", audit = "audit-\(index)"
         var next: UInt64
         var nextAudit: UInt64
@@ -138,7 +139,7 @@ struct CrashSafetyTests {
         let kills = Int(ProcessInfo.processInfo.environment["TEST_CRASH_KILLS"] ?? "") ?? 10
         let directory = NSTemporaryDirectory() + "strata-crash-safety-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var random = SplitMix(seed: UInt64.random(in: 0 ... .max))
+        var random = SplitMix64(seed: UInt64.random(in: 0 ... .max))
         var attempts: [Attempt] = []
         var delivered: [(position: UInt64, id: UUID)] = []
         let writers = 6
@@ -287,18 +288,5 @@ struct CrashSafetyTests {
         print("crash safety: \(kills) kills survived; \(positions.count) events in the log, \(acknowledgedEvents) acknowledged, "
               + "\(unknownLanded + unknownLost) appends cut off by a kill (\(unknownLanded) landed whole, \(unknownLost) not at all), "
               + "\(delivered.count) delivered to the subscriber")
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so a failing run's seed could be replayed.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

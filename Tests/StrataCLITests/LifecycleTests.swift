@@ -2,6 +2,7 @@ import Foundation
 import StrataClient
 import Synchronization
 import Testing
+import StrataTestSupport
 
 /// `strata serve` stopped by SIGTERM in the middle of a workload.
 @Suite("strata serve: graceful shutdown under load", .serialized)
@@ -154,16 +155,8 @@ struct LifecycleTests {
 
 /// The status line's code of `GET path` on the server's metrics port.
 func httpStatus(port: UInt16, _ path: String) throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = try LoopbackSocket.connect(port: port)
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = port.bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw CLIError("connect to the metrics port: errno \(errno)") }
     let request = Array("GET \(path) HTTP/1.1\r\n\r\n".utf8)
     _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     var buffer = [UInt8](repeating: 0, count: 256)

@@ -5,6 +5,7 @@ import StrataProto
 import StrataWire
 import Synchronization
 import Testing
+import StrataTestSupport
 
 /// A plain blocking socket speaking just enough of the protocol to misbehave.
 final class AbusiveConnection {
@@ -13,22 +14,10 @@ final class AbusiveConnection {
 
     /// Connects (nil if refused). `receiveTimeout` bounds each read.
     init?(port: UInt16, receiveTimeout: Duration = .seconds(2)) {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if rc != 0 {
-            Glibc.close(fd)
-            closed = true
+        guard let fd = try? LoopbackSocket.connect(port: port, receiveTimeout: receiveTimeout, sendTimeout: receiveTimeout) else {
             return nil
         }
-        var timeout = timeval(tv_sec: Int(receiveTimeout.components.seconds), tv_usec: Int(receiveTimeout.components.attoseconds / 1_000_000_000_000) % 1_000_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        self.fd = fd
     }
 
     func send(_ bytes: [UInt8]) {

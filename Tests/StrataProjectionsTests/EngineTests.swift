@@ -2,6 +2,7 @@ import Foundation
 @testable import StrataProjections
 import StrataStorage
 import Testing
+import StrataTestSupport
 
 /// A store in its own directory, and a projection engine on it.
 final class EngineFixture: @unchecked Sendable {
@@ -250,18 +251,6 @@ struct EngineTests {
         #expect(before.position == 0)
         let initial = try JSONSerialization.jsonObject(with: Data(try #require(before.json))) as? [String: Int]
         #expect(initial == ["n": 0, "sum": 0])
-    }
-}
-
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

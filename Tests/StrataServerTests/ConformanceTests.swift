@@ -7,6 +7,7 @@ import StrataSupport
 import StrataWire
 import Synchronization
 import Testing
+import StrataTestSupport
 
 /// proto/conformance, found from this file.
 private let casesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -166,8 +167,7 @@ final class RewritingProxy: @unchecked Sendable {
                     }
                     return
                 }
-                let serverFD = RewritingProxy.connectLoopback(upstream)
-                guard serverFD >= 0 else {
+                guard let serverFD = try? LoopbackSocket.connect(port: upstream) else {
                     close(client)
                     continue
                 }
@@ -217,21 +217,6 @@ final class RewritingProxy: @unchecked Sendable {
         }
     }
 
-    static func connectLoopback(_ port: UInt16) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if rc != 0 {
-            close(fd)
-            return -1
-        }
-        return fd
-    }
 
     deinit {
         listenerClosed.flag.withLock { closed in

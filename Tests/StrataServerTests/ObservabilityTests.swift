@@ -8,6 +8,7 @@ import StrataSupport
 import StrataWire
 import Synchronization
 import Testing
+import StrataTestSupport
 
 /// One HTTP/1.1 exchange over a plain socket: the status and the body.
 func httpRequest(port: UInt16, _ request: String) throws -> (status: Int, headers: String, body: String) {
@@ -75,21 +76,7 @@ final class CapturedLogs: Sendable {
 final class RawHTTP {
     let fd: Int32
     init(port: UInt16, receiveTimeout seconds: Int = 5) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else {
-            let code = errno
-            Glibc.close(fd)
-            throw SocketError(operation: "connect", code: code)
-        }
-        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        fd = try LoopbackSocket.connect(port: port, receiveTimeout: .seconds(seconds))
     }
     private var open = true
     func close() {

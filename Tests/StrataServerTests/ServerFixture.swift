@@ -7,6 +7,7 @@ import StrataProto
 import StrataStorage
 import StrataWire
 import SwiftProtobuf
+import StrataTestSupport
 
 /// A real server on an ephemeral loopback port with its own data directory,
 /// serving every service with real authorization. Tenant "acme" exists;
@@ -108,28 +109,15 @@ final class RawConnection {
     private var decoder = FrameDecoder(maxPayloadSize: 64 << 20, expectPreface: true)
 
     init(port: UInt16, receiveTimeout: Duration = .seconds(5)) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { throw SocketError(operation: "connect", code: errno) }
-        // HEADERS and MESSAGE go out as two sends: without this, Nagle holds
-        // the second until the server's delayed ACK (~40 ms a call).
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        var timeout = timeval(tv_sec: Int(receiveTimeout.components.seconds), tv_usec: Int(receiveTimeout.components.attoseconds / 1_000_000_000_000))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // HEADERS and MESSAGE go out as two sends: without TCP_NODELAY, Nagle
+        // holds the second until the server's delayed ACK (~40 ms a call).
+        fd = try LoopbackSocket.connect(port: port, receiveTimeout: receiveTimeout, noDelay: true)
     }
 
     /// Wraps a descriptor accepted by a test's fake server (it reads the client's preface).
     init(acceptedFD: Int32, receiveTimeout: Duration = .seconds(5)) {
         fd = acceptedFD
-        var timeout = timeval(tv_sec: Int(receiveTimeout.components.seconds), tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        LoopbackSocket.setTimeout(fd, SO_RCVTIMEO, receiveTimeout)
     }
 
     deinit { close(fd) }

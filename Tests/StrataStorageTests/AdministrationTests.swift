@@ -43,7 +43,7 @@ struct AdministrationTests {
             let streams = try txn.openDatabase("streams")
             // 1. Drop the second chunk (revisions 64…127) of "long".
             let long = try Array("long".utf8).withUnsafeBytes { try #require(try txn.borrowValue(streams, key: $0)).map { $0 } }
-            let number = try #require(StreamRecord(decoding: UnsafeRawBufferPointer(start: long, count: long.count)))
+            let number = try #require(long.withUnsafeBytes { StreamRecord(decoding: $0) })
             let removed = try Keys.withStreamRevision(number.number, 64) { try txn.delete(index, key: $0) }
             #expect(removed)
             // 2. Point the event id of position 5 at position 6.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import StrataStorage
+import StrataTestSupport
 
 /// Snapshots and aggregates as of a revision or a time, against a brute-force
 /// model built by replaying `$all`.

@@ -3,6 +3,7 @@ import Foundation
 import StrataSupport
 import Synchronization
 import Testing
+import StrataTestSupport
 
 /// The stream index's newest entries live in memory (`StreamIndexTail`) and
 /// are flushed in bulk; after a crash they are rebuilt from the log. These

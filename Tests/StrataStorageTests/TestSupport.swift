@@ -1,5 +1,6 @@
 import Foundation
 @testable import StrataStorage
+import StrataTestSupport
 
 /// A fresh directory per test, removed when the value is dropped.
 final class TemporaryDirectory: Sendable {
@@ -45,19 +46,6 @@ func event(_ type: String = "Happened", _ body: String = "{}", id: UUID = UUID.t
 
 func events(_ count: Int, type: String = "Happened") -> [ProposedEvent] {
     (0..<count).map { event(type, "{\"n\":\($0)}") }
-}
-
-/// A small deterministic generator so property tests replay by seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// Every event in `$all`, in order.

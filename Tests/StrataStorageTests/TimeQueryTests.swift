@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import StrataStorage
+import StrataTestSupport
 
 /// Time queries against a brute-force model: random histories (several
 /// streams, random batch sizes, some concurrent commits), then every query

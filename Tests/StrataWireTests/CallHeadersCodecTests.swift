@@ -2,6 +2,7 @@ import StrataProto
 import SwiftProtobuf
 import Testing
 @testable import StrataWire
+import StrataTestSupport
 
 @Suite("CallHeaders codec")
 struct CallHeadersCodecTests {
