@@ -1,4 +1,5 @@
 import StrataStorage
+import StrataWire
 
 /// Encodes `strata.v1.AppendResponse` from an `AppendResult` by hand.
 ///

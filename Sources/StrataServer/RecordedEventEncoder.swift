@@ -1,4 +1,5 @@
 import StrataStorage
+import StrataWire
 
 /// Encodes `strata.v1.ReadResponse` pages straight from stored event records.
 ///

@@ -21,7 +21,7 @@ public enum CallHeadersCodec {
         for (key, value) in metadata { encodeMetadataEntry(key: key, value: value, into: &out) }
         if timeoutMs != 0 {
             out.append(0x18)  // field 3, varint
-            appendVarint(timeoutMs, into: &out)
+            ProtoFields.appendVarint(timeoutMs, to: &out)
         }
     }
 
@@ -30,10 +30,10 @@ public enum CallHeadersCodec {
     public static func encodeMetadataEntry(key: String, value: String, into out: inout [UInt8]) {
         let keyLength = key.utf8.count, valueLength = value.utf8.count
         var entryLength = 0
-        if keyLength > 0 { entryLength += 1 + varintSize(UInt64(keyLength)) + keyLength }
-        if valueLength > 0 { entryLength += 1 + varintSize(UInt64(valueLength)) + valueLength }
+        if keyLength > 0 { entryLength += 1 + ProtoFields.varintSize(UInt64(keyLength)) + keyLength }
+        if valueLength > 0 { entryLength += 1 + ProtoFields.varintSize(UInt64(valueLength)) + valueLength }
         out.append(0x12)  // field 2, length-delimited
-        appendVarint(UInt64(entryLength), into: &out)
+        ProtoFields.appendVarint(UInt64(entryLength), to: &out)
         if keyLength > 0 {
             out.append(0x0A)
             appendString(key, into: &out)
@@ -85,26 +85,8 @@ public enum CallHeadersCodec {
         return headers
     }
 
-    static func varintSize(_ value: UInt64) -> Int {
-        var value = value, size = 1
-        while value >= 0x80 {
-            value >>= 7
-            size += 1
-        }
-        return size
-    }
-
-    static func appendVarint(_ value: UInt64, into out: inout [UInt8]) {
-        var value = value
-        while value >= 0x80 {
-            out.append(UInt8(truncatingIfNeeded: value) | 0x80)
-            value >>= 7
-        }
-        out.append(UInt8(value))
-    }
-
     private static func appendString(_ string: String, into out: inout [UInt8]) {
-        appendVarint(UInt64(string.utf8.count), into: &out)
+        ProtoFields.appendVarint(UInt64(string.utf8.count), to: &out)
         out.append(contentsOf: string.utf8)
     }
 }
