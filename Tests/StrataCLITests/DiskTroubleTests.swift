@@ -86,14 +86,31 @@ struct DiskTroubleTests {
 
 /// Mounting needs privileges CI machines may not grant: the read-only test
 /// runs where `mount` works and is reported as skipped elsewhere.
-let canMountTmpfs: Bool = {
-    let point = NSTemporaryDirectory() + "strata-mount-probe-\(UUID().uuidString)"
-    defer { try? FileManager.default.removeItem(atPath: point) }
-    guard (try? FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)) != nil,
-          (try? run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", point])) == 0 else { return false }
-    _ = try? run("/bin/umount", [point])
-    return true
-}()
+let canMountTmpfs: Bool = (try? TmpfsMount(size: "1m")) != nil
+
+/// A tmpfs mounted for one test; unmounted and removed with the value.
+final class TmpfsMount {
+    let point: String
+
+    init(size: String) throws {
+        point = NSTemporaryDirectory() + "strata-tmpfs-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
+        guard try run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", point]) == 0 else {
+            try? FileManager.default.removeItem(atPath: point)
+            throw CLIError("cannot mount a tmpfs at \(point)")
+        }
+    }
+
+    /// `mount -o remount,<options>`: true if it worked.
+    func remount(_ options: String) throws -> Bool {
+        try run("/bin/mount", ["-o", "remount,\(options)", point]) == 0
+    }
+
+    deinit {
+        _ = try? run("/bin/umount", [point])
+        try? FileManager.default.removeItem(atPath: point)
+    }
+}
 
 @discardableResult
 func run(_ tool: String, _ arguments: [String]) throws -> Int32 {
@@ -112,14 +129,9 @@ struct ReadOnlyDataTests {
     @Test("a data directory on a file system mounted read-only: start-up refuses with a message naming it, and the data is intact once writable again",
           .enabled(if: canMountTmpfs, "needs permission to mount a tmpfs"))
     func readOnlyFileSystem() async throws {
-        let point = NSTemporaryDirectory() + "strata-readonly-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
-        #expect(try run("/bin/mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", point]) == 0)
-        defer {
-            _ = try? run("/bin/umount", [point])
-            try? FileManager.default.removeItem(atPath: point)
-        }
-        let data = point + "/data"
+        let disk = try TmpfsMount(size: "64m")
+        defer { withExtendedLifetime(disk) {} }  // unmounted at the end, not after its last use
+        let data = disk.point + "/data"
         do {
             let server = try ServerProcess(directory: data, durability: "sync")
             let client = try await StrataClient.connect(host: "127.0.0.1", port: server.port, tenant: "default", apiKey: testAdminKey)
@@ -127,13 +139,13 @@ struct ReadOnlyDataTests {
             client.close()
             #expect(server.terminate().status == 0)
         }
-        #expect(try run("/bin/mount", ["-o", "remount,ro", point]) == 0)
+        #expect(try disk.remount("ro"))
         let refused = try strata(["serve", "--port", "0", "--metrics-port", "0", "--data", data], environment: ["STRATA_ADMIN_KEY": testAdminKey])
         #expect(refused.status != 0)
         #expect(refused.stderr.contains(data), "\(refused.stderr)")
         #expect(refused.stderr.contains("Read-only file system"), "\(refused.stderr)")
 
-        #expect(try run("/bin/mount", ["-o", "remount,rw", point]) == 0)
+        #expect(try disk.remount("rw"))
         let server = try ServerProcess(directory: data, durability: "sync")
         let client = try await StrataClient.connect(host: "127.0.0.1", port: server.port, tenant: "default", apiKey: testAdminKey)
         defer { client.close() }
@@ -146,19 +158,14 @@ struct ReadOnlyDataTests {
 @Suite("Disk trouble: the disk fills up", .serialized)
 struct DiskFullTests {
     /// The tenant's map (8 GiB by default) is far larger than the file
-    /// system under it, so the disk runs out first: LMDB's commit fails with
-    /// ENOSPC while writing pages.
+    /// system under it, so the disk runs out first: LMDB's commit fails
+    /// writing pages (a short write, which LMDB reports as EIO).
     @Test("the disk fills during appends: RESOURCE_EXHAUSTED naming the disk, nothing partial stored, reads go on, writes resume once space is freed",
           .enabled(if: canMountTmpfs, "needs permission to mount a tmpfs"))
     func diskFills() async throws {
-        let point = NSTemporaryDirectory() + "strata-full-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
-        #expect(try run("/bin/mount", ["-t", "tmpfs", "-o", "size=6m", "tmpfs", point]) == 0)
-        defer {
-            _ = try? run("/bin/umount", [point])
-            try? FileManager.default.removeItem(atPath: point)
-        }
-        let data = point + "/data"
+        let disk = try TmpfsMount(size: "6m")
+        defer { withExtendedLifetime(disk) {} }  // unmounted at the end, not after its last use
+        let data = disk.point + "/data"
         let payload = Data(("{\"pad\":\"" + String(repeating: "x", count: 60_000) + "\"}").utf8)
         var acknowledged: [UUID] = []
         do {
@@ -195,7 +202,7 @@ struct DiskFullTests {
 
             // Space freed (the file system grows): the same expectation now
             // holds, so the failed appends left no trace in the revisions.
-            #expect(try run("/bin/mount", ["-o", "remount,size=64m", point]) == 0)
+            #expect(try disk.remount("size=64m"))
             let event = StrataClient.EventData(type: "AfterSpace", data: Data("{}".utf8))
             let result = try await client.append(to: "fill", expected: .exact(UInt64(acknowledged.count - 1)), events: [event])
             #expect(result.lastRevision == UInt64(acknowledged.count))
