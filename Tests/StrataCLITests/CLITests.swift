@@ -207,6 +207,36 @@ struct CLITests {
         #expect(stopped.output.contains(" notice stopped"))
     }
 
+    @Test("bench append --runs prints every run and then their median, lowest and highest; every run appends on new streams")
+    func benchAppendRuns() throws {
+        let server = try ServerProcess()
+        let connection = ["--port", "\(server.port)"]
+        let bench = try strata(["bench", "append", "--runs", "3", "--events", "40", "--connections", "2", "--concurrency", "2"] + connection)
+        #expect(bench.status == 0, "\(bench.stderr)")
+        let runs = bench.lines.filter { $0.hasPrefix("appended 40 events in ") }
+        #expect(runs.count == 3, "\(bench.stdout)")
+        let rates = runs.compactMap { line -> Double? in
+            guard let range = line.range(of: #": (\d+) events/s"#, options: .regularExpression) else { return nil }
+            return Double(line[range].dropFirst(2).dropLast(" events/s".count))
+        }
+        #expect(rates.count == 3)
+        let summary = try #require(bench.lines.last)
+        let sorted = rates.sorted()
+        #expect(summary == "3 runs: median \(Int(sorted[1])) events/s (lowest \(Int(sorted[0])), highest \(Int(sorted[2])))")
+        // 3 runs × 2 × 2 callers × 10 appends, on 12 streams of 10 events each.
+        let all = try strata(["read", "$all", "--count", "1000", "--json"] + connection)
+        let events = try all.jsonLines()
+        #expect(events.count == 120)
+        let streams = Dictionary(grouping: events) { $0["stream"] as? String ?? "" }
+        #expect(streams.count == 12)
+        #expect(streams.values.allSatisfy { $0.count == 10 })
+
+        let refused = try strata(["bench", "append", "--runs", "0"] + connection)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("--runs must be positive"), "\(refused.stderr)")
+        _ = server.terminate()
+    }
+
     @Test("errors are one line on stderr with a non-zero exit, and nothing is appended")
     func errors() throws {
         let server = try ServerProcess()

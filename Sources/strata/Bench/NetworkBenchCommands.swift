@@ -38,11 +38,16 @@ struct AppendBenchCommand: AsyncParsableCommand {
     @Option(help: "Events per append.") var batch = 1
     @Option(help: "Events to append in total.") var events = 200_000
     @Option(help: "Bytes of data per event.") var eventSize = 128
+    @Option(help: "Measured runs, one after another on the same connections and each on new streams; with more than one, their median, lowest and highest rates follow (a noisy machine is judged by the median).")
+    var runs = 1
+
+    func validate() throws {
+        guard connections > 0, concurrency > 0, batch > 0, events > 0, runs > 0 else {
+            throw ValidationError("--connections, --concurrency, --batch, --events and --runs must be positive")
+        }
+    }
 
     func run() async throws {
-        guard connections > 0, concurrency > 0, batch > 0, events > 0 else {
-            throw ValidationError("counts must be positive")
-        }
         let clients = try await withThrowingTaskGroup(of: StrataClient.self) { group in
             for _ in 0..<connections {
                 group.addTask {
@@ -55,21 +60,36 @@ struct AppendBenchCommand: AsyncParsableCommand {
         defer { clients.forEach { $0.close() } }
         let callers = connections * concurrency
         let appendsPerCaller = max(1, events / batch / callers)
+        print("strata bench append: \(ProcessInfo.processInfo.activeProcessorCount) cores; \(connections) connections × \(concurrency) concurrent calls, \(batch) events of \(eventSize) bytes per append, \(callers * appendsPerCaller * batch) events\(runs > 1 ? " per run, \(runs) runs" : "")")
+        var rates: [Double] = []
+        for _ in 0..<runs {
+            rates.append(try await measure(clients: clients, appendsPerCaller: appendsPerCaller))
+        }
+        if runs > 1 {
+            let sorted = rates.sorted()
+            let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+            print(String(format: "%d runs: median %.0f events/s (lowest %.0f, highest %.0f)", runs, median, sorted[0], sorted[sorted.count - 1]))
+        }
+    }
+
+    /// One measured run on new streams; prints its line and returns its events/s.
+    private func measure(clients: [StrataClient], appendsPerCaller: Int) async throws -> Double {
+        let callers = connections * concurrency
         let payload = Data(repeating: UInt8(ascii: "x"), count: eventSize)
         let recorder = LatencyRecorder()
         let run = UUID().uuidString.prefix(8)
-        print("strata bench append: \(ProcessInfo.processInfo.activeProcessorCount) cores; \(connections) connections × \(concurrency) concurrent calls, \(batch) events of \(eventSize) bytes per append, \(callers * appendsPerCaller * batch) events")
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for caller in 0..<callers {
                 let client = clients[caller % connections]
+                let stream = "bench-\(run)-\(caller)"
                 group.addTask {
                     var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
                     var expected: StrataClient.ExpectedRevision = .noStream
                     for _ in 0..<appendsPerCaller {
                         let batchEvents = (0..<batch).map { _ in StrataClient.EventData(type: "BenchEvent", data: payload) }
                         let t0 = ContinuousClock.now
-                        let result = try await client.append(to: "bench-\(run)-\(caller)", expected: expected, events: batchEvents)
+                        let result = try await client.append(to: stream, expected: expected, events: batchEvents)
                         histogram.record(UInt64((ContinuousClock.now - t0).nanoseconds))
                         expected = .exact(result.lastRevision)
                     }
@@ -82,6 +102,7 @@ struct AppendBenchCommand: AsyncParsableCommand {
         let total = Double(callers * appendsPerCaller * batch)
         print(String(format: "appended %.0f events in %.2f s: %.0f events/s (%.0f appends/s); latency %@",
                      total, elapsed, total / elapsed, Double(callers * appendsPerCaller) / elapsed, recorder.summary()))
+        return total / elapsed
     }
 }
 
