@@ -63,7 +63,7 @@ struct AppendBenchCommand: AsyncParsableCommand {
         print("strata bench append: \(ProcessInfo.processInfo.activeProcessorCount) cores; \(connections) connections × \(concurrency) concurrent calls, \(batch) events of \(eventSize) bytes per append, \(callers * appendsPerCaller * batch) events\(runs > 1 ? " per run, \(runs) runs" : "")")
         var rates: [Double] = []
         for _ in 0..<runs {
-            rates.append(try await measure(clients: clients, appendsPerCaller: appendsPerCaller))
+            rates.append(try await measure(clients: clients, callers: callers, appendsPerCaller: appendsPerCaller))
         }
         if runs > 1 {
             let sorted = rates.sorted()
@@ -73,8 +73,7 @@ struct AppendBenchCommand: AsyncParsableCommand {
     }
 
     /// One measured run on new streams; prints its line and returns its events/s.
-    private func measure(clients: [StrataClient], appendsPerCaller: Int) async throws -> Double {
-        let callers = connections * concurrency
+    private func measure(clients: [StrataClient], callers: Int, appendsPerCaller: Int) async throws -> Double {
         let payload = Data(repeating: UInt8(ascii: "x"), count: eventSize)
         let recorder = LatencyRecorder()
         let run = UUID().uuidString.prefix(8)
