@@ -94,6 +94,8 @@ public struct StrataConfiguration: Sendable {
         "storage.map_size_mib": { c, v throws(ConfigurationError) in c.storage.store.mapSize = try positive("storage.map_size_mib", v) << 20 },
         "storage.max_open_tenants": { c, v throws(ConfigurationError) in c.storage.maxOpenTenants = try positive("storage.max_open_tenants", v) },
         "storage.idle_tenant_seconds": { c, v throws(ConfigurationError) in c.storage.idleTimeout = .seconds(try positive("storage.idle_tenant_seconds", v)) },
+        "storage.preallocate_mib": { c, v throws(ConfigurationError) in
+            c.storage.store.preallocationStep = Int(try integer("storage.preallocate_mib", v, UInt16.self)) << 20 },
         "storage.max_batch_events": { c, v throws(ConfigurationError) in c.storage.store.maxBatchEvents = try positive("storage.max_batch_events", v) },
         "storage.index_flush_events": { c, v throws(ConfigurationError) in
             c.storage.store.indexFlushEvents = try positive("storage.index_flush_events", v) },

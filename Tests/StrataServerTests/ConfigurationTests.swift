@@ -34,6 +34,7 @@ struct ConfigurationTests {
         #expect(fromFile.storage.maxOpenTenants == defaults.storage.maxOpenTenants)
         #expect(fromFile.storage.idleTimeout == defaults.storage.idleTimeout)
         #expect(fromFile.storage.store.maxBatchEvents == defaults.storage.store.maxBatchEvents)
+        #expect(fromFile.storage.store.preallocationStep == defaults.storage.store.preallocationStep)
         #expect(fromFile.storage.store.indexFlushEvents == defaults.storage.store.indexFlushEvents)
         #expect(fromFile.storage.store.indexFlushInterval == defaults.storage.store.indexFlushInterval)
         #expect(fromFile.storage.store.limits == defaults.storage.store.limits)
@@ -85,6 +86,15 @@ struct ConfigurationTests {
         #expect(configuration.storage.store.durability == .relaxed)
     }
 
+    @Test("storage.preallocate_mib: MiB written ahead of each tenant's data; 0 turns it off")
+    func preallocation() throws {
+        #expect(StrataConfiguration().storage.store.preallocationStep == 4 << 20)
+        let off = try StrataConfiguration.load(yaml: "storage:\n  preallocate_mib: 0\n", environment: [:], overrides: [:])
+        #expect(off.storage.store.preallocationStep == 0)
+        let more = try StrataConfiguration.load(yaml: "", environment: ["STRATA_STORAGE_PREALLOCATE_MIB": "16"], overrides: [:])
+        #expect(more.storage.store.preallocationStep == 16 << 20)
+    }
+
     @Test("metrics and logging: disabled metrics serve no endpoint; levels and formats from any layer")
     func metricsAndLogging() throws {
         let off = try StrataConfiguration.load(yaml: "metrics:\n  enabled: false\n  port: 9999\n", environment: [:], overrides: [:])
@@ -113,6 +123,8 @@ struct ConfigurationTests {
         ("logging:\n  level: loud\n", "logging.level"),
         ("logging:\n  format: xml\n", "logging.format"),
         ("server:\n  shutdown_timeout_seconds: 5\n", "server.shutdown_timeout_seconds"),
+        ("storage:\n  preallocate_mib: -4\n", "storage.preallocate_mib"),
+        ("storage:\n  preallocate_mib: lots\n", "storage.preallocate_mib"),
     ])
     func badFile(yaml: String, key: String) {
         #expect {

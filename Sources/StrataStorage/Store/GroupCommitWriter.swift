@@ -24,6 +24,9 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let indexFlushEvents: Int
     private let indexFlushInterval: Duration
     private let commitObserver: (@Sendable (CommitReport) -> Void)?
+    /// Writer thread only: keeps written space ahead of the data (nil when
+    /// `preallocationStep` is 0 or the file cannot be opened).
+    private let preallocator: DataFilePreallocator?
 
     private let condition = NSCondition()
     private var queue: [PendingWrite] = []
@@ -63,6 +66,8 @@ final class GroupCommitWriter: @unchecked Sendable {
         self.indexFlushInterval = options.indexFlushInterval
         self.commitObserver = options.commitObserver
         self.counters = try Self.recoverCounters(env: env, dbs: dbs)
+        self.preallocator = DataFilePreallocator(path: (env.path as NSString).appendingPathComponent("data.mdb"),
+                                                 step: options.preallocationStep, limit: env.options.mapSize)
         if env.options.durability == .relaxed {
             let timer = DispatchSource.makeTimerSource(queue: flushQueue)
             timer.schedule(deadline: .now() + flushInterval.seconds, repeating: flushInterval.seconds)
@@ -153,6 +158,9 @@ final class GroupCommitWriter: @unchecked Sendable {
                 || (unflushed > 0 && now - (oldestUnflushed ?? now) >= indexFlushInterval)
                 || (unflushed > 0 && draining && batch.isEmpty && flushIndexOnStop) {
                 flushIndex()
+            }
+            if let preallocator, !batch.isEmpty {
+                preallocator.ensureHeadroom(usedBytes: env.usage().usedBytes)
             }
             if now - lastReaderCheck >= readerCheckInterval {
                 env.checkReaders()
