@@ -93,6 +93,17 @@ extension StrataClient {
         public let recordedAt: Int64
         public let replayed: Bool
 
+        init(stream: String, firstRevision: UInt64, lastRevision: UInt64, firstPosition: UInt64,
+             lastPosition: UInt64, recordedAt: Int64, replayed: Bool) {
+            self.stream = stream
+            self.firstRevision = firstRevision
+            self.lastRevision = lastRevision
+            self.firstPosition = firstPosition
+            self.lastPosition = lastPosition
+            self.recordedAt = recordedAt
+            self.replayed = replayed
+        }
+
         init(_ p: Strata_V1_AppendResult) {
             stream = p.stream
             firstRevision = p.firstRevision

@@ -81,12 +81,28 @@ public final class StrataClient: Sendable {
     /// Runs a unary call; cancelling the task sends CANCEL.
     func unary<Response: SwiftProtobuf.Message>(_ method: String, _ request: some SwiftProtobuf.Message,
                                                  timeout: Duration?) async throws(StrataClient.Error) -> Response {
+        let requestBytes: [UInt8]
+        do {
+            requestBytes = try request.serializedBytes()
+        } catch {
+            throw StrataClient.Error(.internal, "cannot encode the \(method) request: \(error)")
+        }
+        let response = try await unary(method, requestBytes: requestBytes, timeout: timeout)
+        do {
+            return try Response(serializedBytes: response)
+        } catch {
+            throw StrataClient.Error(.internal, "undecodable \(method) response: \(error)")
+        }
+    }
+
+    /// Runs a unary call on an encoded request; returns the encoded response.
+    func unary(_ method: String, requestBytes: [UInt8], timeout: Duration?) async throws(StrataClient.Error) -> [UInt8] {
         do {
             let connection = try connection()
             await connection.reserveSlot()
             let (id, call) = try connection.open(method: method, kind: .unary, encodedMetadata: fixedMetadata,
                                                  metadata: callMetadata(), timeout: timeout ?? defaultTimeout,
-                                                 request: try request.serializedBytes())
+                                                 request: requestBytes)
             let response = try await withTaskCancellationHandler {
                 try await call.next()
             } onCancel: {
@@ -94,7 +110,7 @@ public final class StrataClient: Sendable {
             }
             guard let response else { throw RPCError(.internal, "the server ended \(method) without a response") }
             while try await call.next() != nil {}  // wait for the trailers
-            return try Response(serializedBytes: response)
+            return response
         } catch let error as RPCError {
             throw StrataClient.Error(error)
         } catch {
@@ -107,12 +123,14 @@ public final class StrataClient: Sendable {
     /// Appends `events` to `stream` if it is in the `expected` state; all or nothing.
     public func append(to stream: String, expected: ExpectedRevision = .any, events: [EventData],
                        timeout: Duration? = nil) async throws(StrataClient.Error) -> AppendResult {
-        var request = Strata_V1_AppendRequest()
-        request.stream = stream
-        request.expected = expected.proto
-        request.events = events.map(\.proto)
-        let response: Strata_V1_AppendResponse = try await unary(StreamsMethod.append, request, timeout: timeout)
-        return AppendResult(response.result)
+        // Encoded by hand: the hottest call (AppendCodec).
+        let request = AppendCodec.encodeRequest(stream: stream, expected: expected, events: events)
+        let response = try await unary(StreamsMethod.append, requestBytes: request, timeout: timeout)
+        do {
+            return try AppendCodec.decodeResponse(response)
+        } catch {
+            throw StrataClient.Error(.internal, "undecodable \(StreamsMethod.append) response: \(error)")
+        }
     }
 
     /// Appends to several streams atomically.
