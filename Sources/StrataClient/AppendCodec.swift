@@ -52,6 +52,7 @@ enum AppendCodec {
             event.data.withUnsafeBytes { ProtoFields.appendBytes(4, $0, to: &out) }
             event.metadata.withUnsafeBytes { ProtoFields.appendBytes(5, $0, to: &out) }
         }
+        assert(out.count == size, "AppendCodec computed \(size) bytes but wrote \(out.count)")
         return out
     }
 

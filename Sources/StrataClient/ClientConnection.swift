@@ -398,10 +398,12 @@ final class ClientConnection: @unchecked Sendable {
     /// that is already awake. A Dispatch queue woke a thread of its own for
     /// each send, which went out early with few requests: at 64 callers that
     /// was 0.25 sends and 0.5 context switches per call against 0.14 and 0.26
-    /// now, and 15–30 % more appends/s (docs/benchmarks.md). The callers
-    /// need the pool to see their responses anyway, so this adds no new
-    /// dependency on it. Same priority as the caller, so it neither jumps
-    /// ahead of the callers it is waiting for nor waits behind lower work.
+    /// now, and up to a third more appends/s (docs/benchmarks.md). The
+    /// callers need the pool to see their responses anyway, so this adds no
+    /// new dependency on it. It runs at the priority of the caller that
+    /// deferred it (callers arriving meanwhile ride along, as they did on the
+    /// queue, whose QoS was the first submitter's): it neither jumps ahead of
+    /// the callers it waits for nor waits behind lower work.
     private func deferSend() {
         outboundCondition.lock()
         let first = !sendDeferred

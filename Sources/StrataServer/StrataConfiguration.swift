@@ -95,7 +95,12 @@ public struct StrataConfiguration: Sendable {
         "storage.max_open_tenants": { c, v throws(ConfigurationError) in c.storage.maxOpenTenants = try positive("storage.max_open_tenants", v) },
         "storage.idle_tenant_seconds": { c, v throws(ConfigurationError) in c.storage.idleTimeout = .seconds(try positive("storage.idle_tenant_seconds", v)) },
         "storage.preallocate_mib": { c, v throws(ConfigurationError) in
-            c.storage.store.preallocationStep = Int(try integer("storage.preallocate_mib", v, UInt16.self)) << 20 },
+            // Bounded: one step is written, and then synced, in one go on the writer thread.
+            let mib = try integer("storage.preallocate_mib", v, UInt16.self)
+            guard mib <= 1024 else {
+                throw ConfigurationError(key: "storage.preallocate_mib", message: "must be from 0 to 1024, not \(mib)")
+            }
+            c.storage.store.preallocationStep = Int(mib) << 20 },
         "storage.max_batch_events": { c, v throws(ConfigurationError) in c.storage.store.maxBatchEvents = try positive("storage.max_batch_events", v) },
         "storage.index_flush_events": { c, v throws(ConfigurationError) in
             c.storage.store.indexFlushEvents = try positive("storage.index_flush_events", v) },

@@ -1,6 +1,7 @@
 /// Protobuf wire-format pieces for the hand-written encoders
 /// (`CallHeadersCodec` here; `RecordedEventEncoder` and
-/// `AppendResponseEncoder` in the server): varints and length-delimited
+/// `AppendResponseEncoder` in the server; `AppendCodec` in the client):
+/// varints and length-delimited
 /// fields, proto3 style (a zero or empty field is omitted). Inlinable: the
 /// `$all` encoder calls them several times per event.
 public enum ProtoFields {

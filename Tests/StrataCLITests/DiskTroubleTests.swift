@@ -1,5 +1,6 @@
 import Foundation
 import StrataClient
+import StrataTestSupport
 import Testing
 
 /// Damaged data files found at start: the damaged tenant answers DATA_LOSS
@@ -24,7 +25,10 @@ struct DiskTroubleTests {
         let directory = NSTemporaryDirectory() + "strata-disk-trouble-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         do {
-            let server = try ServerProcess(directory: directory, durability: "sync")
+            // Without preallocation, so that the file is its data and a cut
+            // at a third of it cuts into the data.
+            let server = try ServerProcess(directory: directory, durability: "sync",
+                                           environment: ["STRATA_STORAGE_PREALLOCATE_MIB": "0"])
             let admin = try await connect(server, tenant: "default")
             _ = try await admin.createTenant("damaged")
             _ = try await admin.createTenant("healthy")
@@ -48,9 +52,7 @@ struct DiskTroubleTests {
         #expect(size > 1_000_000)
         switch damage {
         case .truncated:
-            // Well inside the data (2,000 events of 500 bytes), not merely
-            // into the zeros the writer keeps ahead of it (storage.preallocate_mib).
-            try handle.truncate(atOffset: 300_000)
+            try handle.truncate(atOffset: size / 3)
         case .garbledHeader:
             try handle.seek(toOffset: 0)
             try handle.write(contentsOf: Data(repeating: 0xA5, count: 8192))
@@ -84,46 +86,6 @@ struct DiskTroubleTests {
         #expect(verify.status != 0)
         #expect(verify.stderr.contains("DATA_LOSS"), "\(verify.stderr)")
     }
-}
-
-/// Mounting needs privileges CI machines may not grant: the read-only test
-/// runs where `mount` works and is reported as skipped elsewhere.
-let canMountTmpfs: Bool = (try? TmpfsMount(size: "1m")) != nil
-
-/// A tmpfs mounted for one test; unmounted and removed with the value.
-final class TmpfsMount {
-    let point: String
-
-    init(size: String) throws {
-        point = NSTemporaryDirectory() + "strata-tmpfs-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
-        guard try run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", point]) == 0 else {
-            try? FileManager.default.removeItem(atPath: point)
-            throw CLIError("cannot mount a tmpfs at \(point)")
-        }
-    }
-
-    /// `mount -o remount,<options>`: true if it worked.
-    func remount(_ options: String) throws -> Bool {
-        try run("/bin/mount", ["-o", "remount,\(options)", point]) == 0
-    }
-
-    deinit {
-        _ = try? run("/bin/umount", [point])
-        try? FileManager.default.removeItem(atPath: point)
-    }
-}
-
-@discardableResult
-func run(_ tool: String, _ arguments: [String]) throws -> Int32 {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: tool)
-    process.arguments = arguments
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    process.waitUntilExit()
-    return process.terminationStatus
 }
 
 @Suite("Disk trouble: a read-only data directory", .serialized)

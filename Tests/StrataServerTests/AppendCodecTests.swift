@@ -83,6 +83,12 @@ struct AppendCodecTests {
         bytes += try second.serializedBytes()
         let reference = try Strata_V1_AppendResponse(serializedBytes: bytes)
         #expect(try AppendCodec.decodeResponse(bytes) == StrataClient.AppendResult(reference.result))
+        // A known field with the wrong wire type is skipped, as swift-protobuf
+        // skips it: `result` as a varint, and `last_revision` as a string inside.
+        let mistyped: [UInt8] = [1 << 3, 7, 1 << 3 | 2, 5, 3 << 3 | 2, 1, 0x41, 2 << 3, 4]
+        let mistypedReference = try Strata_V1_AppendResponse(serializedBytes: mistyped)
+        #expect(mistypedReference.result.firstRevision == 4)
+        #expect(try AppendCodec.decodeResponse(mistyped) == StrataClient.AppendResult(mistypedReference.result))
     }
 
     @Test("a truncated or malformed response is refused, as swift-protobuf refuses it")

@@ -125,6 +125,7 @@ struct ConfigurationTests {
         ("server:\n  shutdown_timeout_seconds: 5\n", "server.shutdown_timeout_seconds"),
         ("storage:\n  preallocate_mib: -4\n", "storage.preallocate_mib"),
         ("storage:\n  preallocate_mib: lots\n", "storage.preallocate_mib"),
+        ("storage:\n  preallocate_mib: 1025\n", "storage.preallocate_mib"),
     ])
     func badFile(yaml: String, key: String) {
         #expect {

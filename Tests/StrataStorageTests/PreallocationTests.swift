@@ -1,4 +1,5 @@
 import Foundation
+import StrataTestSupport
 import Testing
 @testable import StrataStorage
 
@@ -90,5 +91,50 @@ struct PreallocationTests {
         defer { reopened.close() }
         #expect(Self.dataFileSize(fixture) == mapSize)
         #expect(try reopened.readStream("a").events.count == 10)
+    }
+
+    @Test("a full disk: the zeros written are given back, no retry per commit, and it resumes once the file grew",
+          .enabled(if: canMountTmpfs, "needs permission to mount a tmpfs"))
+    func fullDisk() throws {
+        let disk = try TmpfsMount(size: "3m")
+        defer { withExtendedLifetime(disk) {} }
+        let path = disk.point + "/data.mdb"
+        let used = 256 << 10
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(repeating: 1, count: used)))
+        let preallocator = try #require(DataFilePreallocator(path: path, step: 4 * Self.mib, limit: 1 << 30))
+        defer { preallocator.close() }
+        // 4 MiB do not fit in 3: the write fails part way, and what it wrote is truncated away.
+        preallocator.ensureHeadroom(usedBytes: used)
+        #expect(preallocator.failedWrites == 1)
+        #expect(StorageEngine.fileSize(path) == used)
+        // No new attempt while the file has not grown (one failed write, not one per commit).
+        preallocator.ensureHeadroom(usedBytes: used)
+        #expect(preallocator.failedWrites == 1)
+        // Room again, and the file grew (as LMDB grows it): it extends again.
+        #expect(try disk.remount("size=16m"))
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(repeating: 2, count: 4096))
+        try handle.close()
+        preallocator.ensureHeadroom(usedBytes: used + 4096)
+        #expect(preallocator.failedWrites == 1)
+        #expect(StorageEngine.fileSize(path) == used + 4096 + 4 * Self.mib)
+        // The bytes before the zeros are untouched.
+        let contents = try #require(FileManager.default.contents(atPath: path))
+        #expect(contents.prefix(used).allSatisfy { $0 == 1 })
+        #expect(contents[used ..< used + 4096].allSatisfy { $0 == 2 })
+        #expect(contents.suffix(4 * Self.mib).allSatisfy { $0 == 0 })
+    }
+
+    @Test("relaxed durability writes no zeros ahead: its commits are not synced one by one")
+    func notWithRelaxedDurability() throws {
+        var options = Self.options(step: Self.mib)
+        options.durability = .relaxed
+        let fixture = try TestStore(options: options)
+        try Self.fill(fixture.store, batches: 10, bytes: 1000)
+        let reopened = try fixture.reopen(options: options)
+        defer { reopened.close() }
+        let used = try reopened.usage().usedBytes
+        #expect(Self.dataFileSize(fixture) <= used)
     }
 }

@@ -25,6 +25,13 @@ import Glibc
 /// it reads them. LMDB does not use the file's size: `mdb_env_copy` copies
 /// only the used pages, and a file longer than its data opens normally.
 ///
+/// If a write fails (a full disk, typically), the zeros written are given
+/// back (`ftruncate` to the end before them) and it stops trying until LMDB
+/// has grown the file itself; commits go on as without it.
+///
+/// With `.relaxed` durability commits are not synced one by one, so there is
+/// nothing to gain; the writer then does not use it.
+///
 /// Ownership: the writer thread alone (no lock).
 final class DataFilePreallocator {
     let path: String
@@ -33,7 +40,8 @@ final class DataFilePreallocator {
     let step: Int
     /// Never extends the file past this (the map size: LMDB cannot use more).
     let limit: Int
-    private let fd: Int32
+    /// Closed by `close()` when the writer stops (-1 after).
+    private var fd: Int32
     /// Where the file ends, as last written or seen.
     private var fileEnd: Int
     /// After a failed write (a full disk, typically), no new attempt until
@@ -57,14 +65,22 @@ final class DataFilePreallocator {
     }
 
     deinit {
-        close(fd)
+        close()
+    }
+
+    /// Closes the file; later calls to `ensureHeadroom` do nothing. The
+    /// writer calls it when it stops, so a store that is closed but still
+    /// referenced does not keep a replaced or removed data file alive.
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
     }
 
     /// Makes sure at least half a step of written space lies beyond
     /// `usedBytes` (the end of LMDB's last used page), writing one step of
     /// zeros when there is less. Cheap when there is enough: one comparison.
     func ensureHeadroom(usedBytes: Int) {
-        if fileEnd - usedBytes >= step / 2 { return }
+        if fileEnd - usedBytes >= step / 2 || fd < 0 { return }
         // LMDB may have grown the file itself since (a commit larger than
         // the headroom); never write below the real end.
         guard let actualEnd = Self.size(of: fd) else { return }
@@ -76,9 +92,15 @@ final class DataFilePreallocator {
         if fileEnd - usedBytes >= step / 2 { return }
         let target = min(max(fileEnd, usedBytes) + step, limit)
         guard target > fileEnd else { return }
-        if !writeZeros(from: fileEnd, to: target) {
+        let start = fileEnd
+        if !writeZeros(from: start, to: target) {
+            // Give back what was written: on a nearly full file system the
+            // zeros would otherwise take the last free space from every other
+            // tenant at once. (At or past the real end, between transactions:
+            // nothing of LMDB's is there.)
+            _ = ftruncate(fd, off_t(start))
+            fileEnd = Self.size(of: fd) ?? start
             failedWrites += 1
-            fileEnd = Self.size(of: fd) ?? fileEnd
             pausedUntilFileEnd = fileEnd
         }
     }

@@ -22,8 +22,9 @@ public struct EventStoreOptions: Sendable {
     public var indexFlushInterval: Duration = .seconds(2)
     /// Zero-filled bytes the writer keeps written ahead of the data file's
     /// last used page (a new step once less than half of one is left), so a
-    /// commit's fsync need not also persist a new file size. 0 turns it off;
-    /// the file is then grown by each commit. See `DataFilePreallocator`.
+    /// commit's fsync need not also persist a new file size. With `.sync`
+    /// durability only (relaxed commits are not synced one by one). 0 turns
+    /// it off; the file is then grown by each commit. See `DataFilePreallocator`.
     public var preallocationStep: Int = 4 << 20
     /// How often slots of dead readers are cleared (`mdb_reader_check`).
     public var readerCheckInterval: Duration = .seconds(30)

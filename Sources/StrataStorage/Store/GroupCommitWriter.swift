@@ -66,8 +66,10 @@ final class GroupCommitWriter: @unchecked Sendable {
         self.indexFlushInterval = options.indexFlushInterval
         self.commitObserver = options.commitObserver
         self.counters = try Self.recoverCounters(env: env, dbs: dbs)
+        // Only synced commits gain from it (DataFilePreallocator).
         self.preallocator = DataFilePreallocator(path: (env.path as NSString).appendingPathComponent("data.mdb"),
-                                                 step: options.preallocationStep, limit: env.options.mapSize)
+                                                 step: env.options.durability == .sync ? options.preallocationStep : 0,
+                                                 limit: env.options.mapSize)
         if env.options.durability == .relaxed {
             let timer = DispatchSource.makeTimerSource(queue: flushQueue)
             timer.schedule(deadline: .now() + flushInterval.seconds, repeating: flushInterval.seconds)
@@ -154,12 +156,15 @@ final class GroupCommitWriter: @unchecked Sendable {
             let now = ContinuousClock.now
             let unflushed = indexTail.unflushedCount
             if unflushed > 0 && oldestUnflushed == nil { oldestUnflushed = now }
+            var flushedIndex = false
             if unflushed >= indexFlushEvents
                 || (unflushed > 0 && now - (oldestUnflushed ?? now) >= indexFlushInterval)
                 || (unflushed > 0 && draining && batch.isEmpty && flushIndexOnStop) {
                 flushIndex()
+                flushedIndex = true
             }
-            if let preallocator, !batch.isEmpty {
+            // After the answers: a new step of zeros delays only the next commit.
+            if let preallocator, !batch.isEmpty || flushedIndex {
                 preallocator.ensureHeadroom(usedBytes: env.usage().usedBytes)
             }
             if now - lastReaderCheck >= readerCheckInterval {
@@ -172,6 +177,7 @@ final class GroupCommitWriter: @unchecked Sendable {
                     flushQueue.sync {}  // a flush that had started has finished
                     try? env.sync(force: true)
                 }
+                preallocator?.close()
                 condition.lock()
                 state = .stopped
                 condition.broadcast()
