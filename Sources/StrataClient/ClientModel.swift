@@ -105,13 +105,9 @@ extension StrataClient {
         }
 
         init(_ p: Strata_V1_AppendResult) {
-            stream = p.stream
-            firstRevision = p.firstRevision
-            lastRevision = p.lastRevision
-            firstPosition = p.firstPosition
-            lastPosition = p.lastPosition
-            recordedAt = p.recordedAt
-            replayed = p.replayed
+            self.init(stream: p.stream, firstRevision: p.firstRevision, lastRevision: p.lastRevision,
+                      firstPosition: p.firstPosition, lastPosition: p.lastPosition, recordedAt: p.recordedAt,
+                      replayed: p.replayed)
         }
     }
 
