@@ -21,6 +21,13 @@ struct PreallocationTests {
         StorageEngine.fileSize(fixture.directory.sub("tenant/data.mdb"))
     }
 
+    /// Closes the store (which waits for the writer: it extends after
+    /// answering) and reopens it; returns the bytes LMDB uses and the file's size.
+    static func reopen(_ fixture: TestStore, options: EventStoreOptions) throws -> (store: EventStore, used: Int, size: Int) {
+        let reopened = try fixture.reopen(options: options)
+        return (reopened, try reopened.usage().usedBytes, dataFileSize(fixture))
+    }
+
     /// Appends `batches` appends of 100 events of `bytes` each, to 10 streams.
     static func fill(_ store: EventStore, batches: Int, bytes: Int) throws {
         let body = String(repeating: "x", count: bytes)
@@ -35,14 +42,14 @@ struct PreallocationTests {
         let step = Self.mib
         let fixture = try TestStore(options: Self.options(step: step))
         try Self.fill(fixture.store, batches: 30, bytes: 1000)  // about 3 MiB: several steps
-        // Closing waits for the writer, which extends after answering.
-        let reopened = try fixture.reopen(options: Self.options(step: step))
+        let (reopened, used, size) = try Self.reopen(fixture, options: Self.options(step: step))
         defer { reopened.close() }
-        let used = try reopened.usage().usedBytes
-        let size = Self.dataFileSize(fixture)
         #expect(used > 3 * step)
         #expect(size - used >= step / 2)
         #expect(size - used < step + step / 2)
+        // A backup copies the data, not the zeros ahead of it.
+        let backup = try reopened.backup(to: fixture.directory.sub("backup"), progress: { _ in true })
+        #expect(backup.bytes <= UInt64(used))
         #expect(try allEvents(reopened).count == 3000)
         let report = try reopened.verify { _ in true }
         #expect(report.isConsistent)
@@ -61,10 +68,8 @@ struct PreallocationTests {
         let body = String(repeating: "y", count: 40_000)
         let big = (0..<100).map { _ in event("Big", "{\"b\":\"\(body)\"}") }
         _ = try fixture.store.append(to: "big", expected: .noStream, events: big)
-        let reopened = try fixture.reopen(options: Self.options(step: step))
+        let (reopened, used, size) = try Self.reopen(fixture, options: Self.options(step: step))
         defer { reopened.close() }
-        let used = try reopened.usage().usedBytes
-        let size = Self.dataFileSize(fixture)
         #expect(used > 3 * step)
         #expect(size - used >= step / 2)
         #expect(try reopened.readStream("big").events.map(\.data) == big.map(\.data))

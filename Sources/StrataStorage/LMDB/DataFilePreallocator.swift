@@ -34,7 +34,6 @@ import Glibc
 ///
 /// Ownership: the writer thread alone (no lock).
 final class DataFilePreallocator {
-    let path: String
     /// Bytes written ahead at a time; a new step starts once less than half
     /// a step of headroom is left.
     let step: Int
@@ -58,7 +57,6 @@ final class DataFilePreallocator {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         self.fd = fd
-        self.path = path
         self.step = step
         self.limit = limit
         self.fileEnd = Self.size(of: fd) ?? 0
