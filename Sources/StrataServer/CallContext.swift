@@ -1,4 +1,5 @@
 import StrataStorage
+import Synchronization
 import StrataWire
 
 /// Who a call acts as, once authorized.
@@ -26,6 +27,33 @@ public struct CallContext: Sendable {
     public let deadline: ContinuousClock.Instant?
     public let peer: String
     public let principal: Principal
+    /// Set when the call ends before its handler is done: the client sent
+    /// CANCEL, the deadline passed, or the connection went. A handler doing
+    /// long work checks it and stops; its answer is then dropped.
+    public let cancellation: CallCancellation
+}
+
+/// Whether a call was cancelled, and with which status. Set once by the
+/// connection that owns the call, read from any thread (an atomic).
+public final class CallCancellation: Sendable {
+    /// 0 while the call runs, else the status code it ended with.
+    private let code = Atomic<UInt8>(0)
+
+    public init() {}
+
+    /// Whether the call ended (CANCELLED, DEADLINE_EXCEEDED, …) before its handler answered.
+    public var isCancelled: Bool { code.load(ordering: .acquiring) != 0 }
+
+    /// The status the call ended with, once cancelled.
+    public var status: StatusCode? {
+        let raw = code.load(ordering: .acquiring)
+        return raw == 0 ? nil : StatusCode(rawValue: UInt32(raw))
+    }
+
+    /// Marks the call ended with `status` (the first status wins).
+    func cancel(_ status: StatusCode) {
+        _ = code.compareExchange(expected: 0, desired: UInt8(clamping: status.rawValue), ordering: .acquiringAndReleasing)
+    }
 }
 
 /// Decides whether a call may run and as whom. The server calls it for

@@ -307,7 +307,7 @@ final class Connection: @unchecked Sendable {
         let deadline = timeoutMs > 0 ? ContinuousClock.now + .milliseconds(Int64(timeoutMs)) : nil
         let context = CallContext(method: headers.method, tenant: tenant, metadata: headers.metadata,
                                   requestID: headers.metadata[MetadataKey.requestID], deadline: deadline, peer: peer,
-                                  principal: principal)
+                                  principal: principal, cancellation: CallCancellation())
         let call = ServerCall(id: callID, handler: handler, context: context, permission: route.permission,
                               authorizedAt: authorizedAt, initialWindow: peerInitialWindow)
         calls[callID] = call
@@ -398,7 +398,7 @@ final class Connection: @unchecked Sendable {
 
     private func handleCancel(_ frame: Frame) {
         guard let call = calls.removeValue(forKey: frame.callID) else { return }
-        call.end()
+        call.end(.cancelled)
         deadlines.remove(call.id)
         env.metrics.callEnded(method: call.context.method, code: .cancelled, duration: nil, wasOpen: true)
         logger.debug("call cancelled by the client", metadata: callMetadata(call))
@@ -488,7 +488,7 @@ final class Connection: @unchecked Sendable {
     /// Ends a call with OK (nil) or an error, and forgets it.
     private func finish(_ callID: UInt32, _ error: RPCError?) {
         guard let call = calls.removeValue(forKey: callID) else { return }
-        call.end()
+        call.end(error?.code ?? .ok)
         deadlines.remove(callID)
         sendTrailers(callID, error)
         let code = error?.code ?? .ok
@@ -699,7 +699,7 @@ final class Connection: @unchecked Sendable {
     /// they count as CANCELLED.
     private func abandonCalls() {
         for call in calls.values {
-            call.end()
+            call.end(.cancelled)
             env.metrics.callEnded(method: call.context.method, code: .cancelled, duration: nil, wasOpen: true)
         }
         calls.removeAll()

@@ -8,7 +8,7 @@ import StrataWire
 /// The Projections service. Commands wait for the store's writer (and a
 /// state-as-of-T query replays events), so every call runs on `work`, never
 /// on a connection's queue.
-public struct ProjectionsService: Sendable {
+public struct ProjectionsService: RPCService {
     let manager: ProjectionManager
     private let work = DispatchQueue(label: "strata.projections.calls", attributes: .concurrent)
 
@@ -83,39 +83,8 @@ public struct ProjectionsService: Sendable {
         _ body: @escaping @Sendable (ProjectionEngine, Request) throws -> Response
     ) {
         let manager = self.manager
-        let work = self.work
-        router.register(method, .tenant(role), .unary { bytes, context, respond in
-            work.async {
-                do {
-                    let request = try StreamsService.decode(Request.self, bytes)
-                    let engine = try manager.engine(for: context.tenant)
-                    respond(StreamsService.encode(try body(engine, request)))
-                } catch {
-                    respond(.failure(Self.status(error)))
-                }
-            }
-        })
-    }
-
-    static func status(_ error: any Error) -> RPCError {
-        switch error {
-        case let error as RPCError: return error
-        case let error as StorageError: return RPCError(error)
-        case let error as ProjectionError:
-            switch error {
-            case .invalidScript(let message):
-                return .invalidArgument(field: "script", reason: message, message: message)
-            case .runtime, .instructionBudgetExceeded, .memoryLimitExceeded, .invalidOutput:
-                return RPCError(.failedPrecondition, "the script failed while replaying: \(error)")
-            case .storage(let storage):
-                return RPCError(storage)
-            case .sandbox:
-                return RPCError(.internal, error.description)
-            case .tooManyProjections:
-                return RPCError(.resourceExhausted, error.description)
-            }
-        default:
-            return RPCError(.internal, "\(error)")
+        router.unary(method, .tenant(role), Request.self, on: work) { request, context in
+            try body(try manager.engine(for: context.tenant), request)
         }
     }
 

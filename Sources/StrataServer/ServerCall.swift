@@ -32,8 +32,11 @@ final class ServerCall {
         self.lifecycle = CallLifecycle(kind: kind, initialWindow: initialWindow)
     }
 
-    /// Ends the call and drops its stream source (releasing its tenant lease).
-    func end() {
+    /// Ends the call and drops its stream source (releasing its tenant
+    /// lease). `status` other than OK tells a handler still working that
+    /// it may stop (`CallContext.cancellation`).
+    func end(_ status: StatusCode) {
+        if status != .ok { context.cancellation.cancel(status) }
         lifecycle.end()
         source = nil
     }

@@ -5,7 +5,7 @@ import StrataWire
 
 /// The Snapshots service: save and load aggregate snapshots, and load an
 /// aggregate (snapshot plus later events) as of a revision or a time.
-public struct SnapshotsService: Sendable {
+public struct SnapshotsService: RPCService {
     let engine: StorageEngine
     let readPageSize: Int
     let byteBudget: Int
@@ -17,15 +17,16 @@ public struct SnapshotsService: Sendable {
     }
 
     public func register(in router: inout Router) {
-        router.register(SnapshotsMethod.save, .tenant(.write), .unary { request, context, respond in
-            self.save(request, context, respond)
-        })
-        router.register(SnapshotsMethod.load, .tenant(.read), .unary { request, context, respond in
-            respond(Result { () throws(RPCError) in try self.load(request, context) })
-        })
-        router.register(SnapshotsMethod.loadAggregate, .tenant(.read), .serverStreaming { request, context throws(RPCError) in
+        router.unary(SnapshotsMethod.save, .tenant(.write), Strata_V1_SaveSnapshotRequest.self,
+                     answering: Strata_V1_SaveSnapshotResponse.self) { request, context, responder in
+            try self.save(request, context, responder)
+        }
+        router.unary(SnapshotsMethod.load, .tenant(.read), Strata_V1_LoadSnapshotRequest.self) { request, context in
+            try self.load(request, context)
+        }
+        router.serverStreaming(SnapshotsMethod.loadAggregate, .tenant(.read), Strata_V1_LoadAggregateRequest.self) { request, context throws(RPCError) in
             try self.loadAggregate(request, context)
-        })
+        }
     }
 
     static func point(_ proto: Strata_V1_AggregatePoint?) -> AggregatePoint {
@@ -47,47 +48,34 @@ public struct SnapshotsService: Sendable {
         return out
     }
 
-    func save(_ bytes: [UInt8], _ context: CallContext, _ respond: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void) {
-        do throws(RPCError) {
-            let request = try StreamsService.decode(Strata_V1_SaveSnapshotRequest.self, bytes)
-            let lease = try engine.lease(for: context)
-            // The writer's callback answers: no task, so a busy Swift
-            // concurrency pool in the host process cannot hold the reply.
-            lease.store.submitSnapshot(of: request.stream, revision: request.revision,
-                                       contentType: request.contentType.isEmpty ? "application/json" : request.contentType,
-                                       payload: request.payload) { result in
-                lease.release()
-                switch result {
-                case .success(let snapshot):
-                    var response = Strata_V1_SaveSnapshotResponse()
-                    response.snapshot = Self.proto(snapshot, withPayload: false)
-                    respond(StreamsService.encode(response))
-                case .failure(let error):
-                    respond(.failure(RPCError(error)))
-                }
-            }
-        } catch {
-            respond(.failure(error))
+    func save(_ request: Strata_V1_SaveSnapshotRequest, _ context: CallContext,
+              _ responder: UnaryResponder<Strata_V1_SaveSnapshotResponse>) throws(RPCError) {
+        let lease = try engine.lease(for: context)
+        // The writer's callback answers: no task, so a busy Swift
+        // concurrency pool in the host process cannot hold the reply.
+        lease.store.submitSnapshot(of: request.stream, revision: request.revision,
+                                   contentType: request.contentType.isEmpty ? "application/json" : request.contentType,
+                                   payload: request.payload) { result in
+            lease.release()
+            responder(result.map { snapshot in
+                var response = Strata_V1_SaveSnapshotResponse()
+                response.snapshot = Self.proto(snapshot, withPayload: false)
+                return response
+            })
         }
     }
 
-    func load(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> [UInt8] {
-        let request = try StreamsService.decode(Strata_V1_LoadSnapshotRequest.self, bytes)
+    func load(_ request: Strata_V1_LoadSnapshotRequest, _ context: CallContext) throws -> Strata_V1_LoadSnapshotResponse {
         let lease = try engine.lease(for: context)
         defer { lease.release() }
         var response = Strata_V1_LoadSnapshotResponse()
-        do {
-            if let snapshot = try lease.store.snapshot(of: request.stream, atOrBefore: Self.point(request.hasAt ? request.at : nil)) {
-                response.snapshot = Self.proto(snapshot, withPayload: true)
-            }
-        } catch {
-            throw RPCError(error)
+        if let snapshot = try lease.store.snapshot(of: request.stream, atOrBefore: Self.point(request.hasAt ? request.at : nil)) {
+            response.snapshot = Self.proto(snapshot, withPayload: true)
         }
-        return try StreamsService.encode(response).get()
+        return response
     }
 
-    func loadAggregate(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> any ServerStreamSource {
-        let request = try StreamsService.decode(Strata_V1_LoadAggregateRequest.self, bytes)
+    func loadAggregate(_ request: Strata_V1_LoadAggregateRequest, _ context: CallContext) throws(RPCError) -> any ServerStreamSource {
         let lease = try engine.lease(for: context)
         let first: AggregateSlice
         do {

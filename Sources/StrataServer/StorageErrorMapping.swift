@@ -1,5 +1,6 @@
 import Foundation
 import StrataProto
+import StrataProjections
 import StrataStorage
 import StrataWire
 
@@ -38,9 +39,43 @@ extension ActualRevision {
     }
 }
 
+/// A domain error that knows which status it travels as (grpc-swift-2's
+/// `RPCErrorConvertible`): handlers throw their own errors, and
+/// `RPCError(any:)` turns them into the call's status.
+public protocol RPCErrorConvertible: Error {
+    var rpcError: RPCError { get }
+}
+
+extension StorageError: RPCErrorConvertible {
+    public var rpcError: RPCError { RPCError(self) }
+}
+
+extension ProjectionError: RPCErrorConvertible {
+    public var rpcError: RPCError {
+        switch self {
+        case .invalidScript(let message):
+            .invalidArgument(field: "script", reason: message, message: message)
+        case .runtime, .instructionBudgetExceeded, .memoryLimitExceeded, .invalidOutput:
+            RPCError(.failedPrecondition, "the script failed while replaying: \(self)")
+        case .storage(let storage):
+            RPCError(storage)
+        case .sandbox:
+            RPCError(.internal, description)
+        case .tooManyProjections:
+            RPCError(.resourceExhausted, description)
+        }
+    }
+}
+
 extension RPCError {
-    /// The status for a storage error (PROTOCOL.md, "Status codes").
+    /// The status for a storage error (PROTOCOL.md, "Status codes"); the
+    /// storage error stays attached as `cause`.
     init(_ error: StorageError) {
+        self.init(mapping: error)
+        cause = error
+    }
+
+    private init(mapping error: StorageError) {
         var detail = Strata_V1_ErrorDetail()
         switch error {
         case let .wrongExpectedRevision(stream, expected, actual):
@@ -127,12 +162,18 @@ extension RPCError {
         }
     }
 
-    /// Any error from a handler: storage errors map as above, RPC errors pass.
-    init(any error: any Error) {
+    /// Any error from a handler: RPC errors pass, domain errors that know
+    /// their status (`RPCErrorConvertible`) convert, anything else is
+    /// INTERNAL. The original error stays attached as `cause` (for logs).
+    public init(any error: any Error) {
         switch error {
         case let error as RPCError: self = error
-        case let error as StorageError: self.init(error)
-        default: self.init(.internal, "\(error)")
+        case let error as any RPCErrorConvertible:
+            self = error.rpcError
+            cause = error
+        default:
+            self.init(.internal, "\(error)")
+            cause = error
         }
     }
 

@@ -4,8 +4,7 @@ import StrataWire
 
 extension StreamsService {
     /// Opens a subscription: validates the request and places the cursor.
-    func subscribe(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> any ServerStreamSource {
-        let request = try Self.decode(Strata_V1_SubscribeRequest.self, bytes)
+    func subscribe(_ request: Strata_V1_SubscribeRequest, _ context: CallContext) throws(RPCError) -> any ServerStreamSource {
         let filters = EventFilter(streamPrefixes: request.streamPrefixes, eventTypes: request.eventTypes)
         let target: SubscriptionTarget
         switch request.target {

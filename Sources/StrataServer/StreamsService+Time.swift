@@ -72,20 +72,15 @@ extension StreamsService {
         }
     }
 
-    func positionAt(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> [UInt8] {
-        let request = try Self.decode(Strata_V1_GetPositionAtRequest.self, bytes)
+    func positionAt(_ request: Strata_V1_GetPositionAtRequest, _ context: CallContext) throws -> Strata_V1_GetPositionAtResponse {
         let lease = try lease(context)
         defer { lease.release() }
         var response = Strata_V1_GetPositionAtResponse()
-        do {
-            let position = try lease.store.position(at: request.time)
-            response.position = position
-            if position > 0 {
-                response.recordedAt = try lease.store.readAll(from: .position(position), maxCount: 1).events.first?.recordedAt ?? 0
-            }
-        } catch {
-            throw RPCError(error)
+        let position = try lease.store.position(at: request.time)
+        response.position = position
+        if position > 0 {
+            response.recordedAt = try lease.store.readAll(from: .position(position), maxCount: 1).events.first?.recordedAt ?? 0
         }
-        return try Self.encode(response).get()
+        return response
     }
 }

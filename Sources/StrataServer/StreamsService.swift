@@ -7,7 +7,7 @@ import SwiftProtobuf
 /// The Streams service on the storage engine. Appends go through the
 /// tenant's group commit without blocking a thread; reads run synchronously
 /// (they are short, bounded pages) on the caller's queue.
-public struct StreamsService: Sendable {
+public struct StreamsService: RPCService {
     let engine: StorageEngine
     let readPageSize: Int
     /// Bytes of events per streamed message: half the frame limit, so a
@@ -27,44 +27,29 @@ public struct StreamsService: Sendable {
     }
 
     public func register(in router: inout Router) {
+        // Append and AppendMulti take bytes: their hand-written codecs
+        // (AppendRequestDecoder, AppendResponseEncoder) are the hot path.
         router.register(StreamsMethod.append, .tenant(.write), .unary { request, context, respond in
             self.append(request, context, respond)
         })
         router.register(StreamsMethod.appendMulti, .tenant(.write), .unary { request, context, respond in
             self.appendMulti(request, context, respond)
         })
-        router.register(StreamsMethod.getStreamInfo, .tenant(.read), .unary { request, context, respond in
-            respond(Result { () throws(RPCError) in try self.streamInfo(request, context) })
-        })
-        router.register(StreamsMethod.deleteStream, .tenant(.write), .unary { request, context, respond in
-            self.deleteStream(request, context, respond)
-        })
-        router.register(StreamsMethod.read, .tenant(.read), .serverStreaming { request, context throws(RPCError) in
-            try self.read(request, context)
-        })
-        router.register(StreamsMethod.subscribe, .tenant(.read), .serverStreaming { request, context throws(RPCError) in
-            try self.subscribe(request, context)
-        })
-        router.register(StreamsMethod.getPositionAt, .tenant(.read), .unary { request, context, respond in
-            respond(Result { () throws(RPCError) in try self.positionAt(request, context) })
-        })
-    }
-
-    // MARK: - Decoding helpers
-
-    static func decode<M: SwiftProtobuf.Message>(_ type: M.Type, _ bytes: [UInt8]) throws(RPCError) -> M {
-        do {
-            return try M(serializedBytes: bytes)
-        } catch {
-            throw RPCError(.invalidArgument, "request is not a valid \(M.protoMessageName): \(error)")
+        router.unary(StreamsMethod.getStreamInfo, .tenant(.read), Strata_V1_GetStreamInfoRequest.self) { request, context in
+            try self.streamInfo(request, context)
         }
-    }
-
-    static func encode(_ message: some SwiftProtobuf.Message) -> Result<[UInt8], RPCError> {
-        do {
-            return .success(try message.serializedBytes())
-        } catch {
-            return .failure(RPCError(.internal, "cannot encode response: \(error)"))
+        router.unary(StreamsMethod.deleteStream, .tenant(.write), Strata_V1_DeleteStreamRequest.self,
+                     answering: Strata_V1_DeleteStreamResponse.self) { request, context, responder in
+            try self.deleteStream(request, context, responder)
+        }
+        router.serverStreaming(StreamsMethod.read, .tenant(.read), Strata_V1_ReadRequest.self) { request, context throws(RPCError) in
+            try self.read(request, context)
+        }
+        router.serverStreaming(StreamsMethod.subscribe, .tenant(.read), Strata_V1_SubscribeRequest.self) { request, context throws(RPCError) in
+            try self.subscribe(request, context)
+        }
+        router.unary(StreamsMethod.getPositionAt, .tenant(.read), Strata_V1_GetPositionAtRequest.self) { request, context in
+            try self.positionAt(request, context)
         }
     }
 
@@ -128,7 +113,7 @@ public struct StreamsService: Sendable {
                 case .success(let results):
                     var response = Strata_V1_AppendMultiResponse()
                     response.results = results.map(Self.proto)
-                    respond(Self.encode(response))
+                    respond(MessageCodec.encode(response))
                 case .failure(let error):
                     respond(.failure(RPCError(error)))
                 }
@@ -138,51 +123,34 @@ public struct StreamsService: Sendable {
         }
     }
 
-    func streamInfo(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> [UInt8] {
-        let request = try Self.decode(Strata_V1_GetStreamInfoRequest.self, bytes)
+    func streamInfo(_ request: Strata_V1_GetStreamInfoRequest, _ context: CallContext) throws -> Strata_V1_GetStreamInfoResponse {
         let lease = try lease(context)
         defer { lease.release() }
-        do {
-            let info = request.asOf == 0 ? try lease.store.streamInfo(request.stream)
-                : try lease.store.streamInfo(request.stream, at: request.asOf)
-            var response = Strata_V1_GetStreamInfoResponse()
-            response.stream = info.stream
-            response.lastRevision = info.lastRevision
-            response.firstVisibleRevision = info.firstVisibleRevision
-            response.deleted = info.isDeleted
-            response.createdAt = info.createdAt
-            response.lastRecordedAt = info.lastRecordedAt
-            response.deletedAt = info.deletedAt ?? 0
-            return try Self.encode(response).get()
-        } catch let error as StorageError {
-            throw RPCError(error)
-        } catch {
-            throw error as? RPCError ?? RPCError(.internal, "\(error)")
+        let info = request.asOf == 0 ? try lease.store.streamInfo(request.stream)
+            : try lease.store.streamInfo(request.stream, at: request.asOf)
+        var response = Strata_V1_GetStreamInfoResponse()
+        response.stream = info.stream
+        response.lastRevision = info.lastRevision
+        response.firstVisibleRevision = info.firstVisibleRevision
+        response.deleted = info.isDeleted
+        response.createdAt = info.createdAt
+        response.lastRecordedAt = info.lastRecordedAt
+        response.deletedAt = info.deletedAt ?? 0
+        return response
+    }
+
+    func deleteStream(_ request: Strata_V1_DeleteStreamRequest, _ context: CallContext,
+                      _ responder: UnaryResponder<Strata_V1_DeleteStreamResponse>) throws(RPCError) {
+        let lease = try lease(context)
+        let expected = ExpectedRevision(proto: request.hasExpected ? request.expected : nil)
+        // The writer's callback answers: no task (see SnapshotsService.save).
+        lease.store.submitDelete(request.stream, expected: expected) { result in
+            lease.release()
+            responder(result.map { _ in Strata_V1_DeleteStreamResponse() })
         }
     }
 
-    func deleteStream(_ bytes: [UInt8], _ context: CallContext, _ respond: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void) {
-        do throws(RPCError) {
-            let request = try Self.decode(Strata_V1_DeleteStreamRequest.self, bytes)
-            let lease = try lease(context)
-            let expected = ExpectedRevision(proto: request.hasExpected ? request.expected : nil)
-            // The writer's callback answers: no task (see SnapshotsService.save).
-            lease.store.submitDelete(request.stream, expected: expected) { result in
-                lease.release()
-                switch result {
-                case .success:
-                    respond(Self.encode(Strata_V1_DeleteStreamResponse()))
-                case .failure(let error):
-                    respond(.failure(RPCError(error)))
-                }
-            }
-        } catch {
-            respond(.failure(error))
-        }
-    }
-
-    func read(_ bytes: [UInt8], _ context: CallContext) throws(RPCError) -> any ServerStreamSource {
-        let request = try Self.decode(Strata_V1_ReadRequest.self, bytes)
+    func read(_ request: Strata_V1_ReadRequest, _ context: CallContext) throws(RPCError) -> any ServerStreamSource {
         if request.hasRecorded { return try timeRangeRead(request, context) }
         let lease = try lease(context)
         let limit = request.maxCount == 0 ? UInt64.max : request.maxCount

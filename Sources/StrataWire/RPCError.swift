@@ -2,15 +2,23 @@ import StrataProto
 
 /// A call's failure as it travels in TRAILERS: a canonical status code, a
 /// message for people and, where useful, structured details for programs.
+/// `cause` keeps the error it was made from (a storage error, a socket
+/// error); it never travels and takes no part in equality.
 public struct RPCError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: StatusCode
     public var message: String
     public var detail: Strata_V1_ErrorDetail?
+    public var cause: (any Error)?
 
-    public init(_ code: StatusCode, _ message: String, detail: Strata_V1_ErrorDetail? = nil) {
+    public init(_ code: StatusCode, _ message: String, detail: Strata_V1_ErrorDetail? = nil, cause: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.detail = detail
+        self.cause = cause
+    }
+
+    public static func == (lhs: RPCError, rhs: RPCError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message && lhs.detail == rhs.detail
     }
 
     public var description: String { "\(code): \(message)" }

@@ -6,7 +6,8 @@ import StrataProjections
 import StrataServer
 import StrataStorage
 
-/// `strata serve`: the server with every service on the storage engine.
+/// `strata serve`: loads the configuration, takes over the signals, runs a
+/// `StrataApplication` and prints what an operator needs.
 /// Settings are layered: defaults < `config/strata.yaml` (or `--config`) <
 /// `STRATA_*` environment variables < these flags.
 struct ServeCommand: ParsableCommand {
@@ -67,80 +68,38 @@ struct ServeCommand: ParsableCommand {
             source.resume()
             return source
         }
-        let development = settings.server.developmentMode
-        var adminKey = settings.adminKey
-        if adminKey == nil {
-            guard development else {
-                throw StartupError("production mode needs a server admin key: set auth.admin_key or STRATA_ADMIN_KEY (at least \(StrataConfiguration.minimumAdminKeyLength) characters)")
-            }
-            adminKey = APIKey.generate().text
-        }
-
-        // Before anything is opened: one server per data directory.
-        let lock: DataDirectoryLock
+        let application: StrataApplication
+        let started: StrataApplication.Started
         do {
-            lock = try DataDirectoryLock(dataDirectory: settings.storage.dataDirectory)
+            application = try StrataApplication(configuration: settings, logger: logger)
+            for note in application.reconciliationNotes { logger.notice("\(note)") }
+            started = try application.start()
         } catch {
             throw StartupError("\(error)")
         }
-        let metrics = ServerMetrics()
-        var storageOptions = settings.storage
-        storageOptions.store.commitObserver = { metrics.committed($0) }
-        let engine = try StorageEngine(options: storageOptions)
-        let system = try SystemStore(dataDirectory: settings.storage.dataDirectory)
-        let projections = ProjectionManager(storage: engine, options: settings.projections)
-        let server = StrataServer(configuration: settings.server, engine: engine, system: system, adminKey: adminKey ?? "",
-                                  projections: projections, backupDirectory: settings.effectiveBackupDirectory,
-                                  drainTimeout: settings.drainTimeout, maxAdminOperations: settings.maxAdminOperations,
-                                  metrics: metrics, logger: logger)
-        // The registry matches the disk and quotas are known before any call.
-        for note in try server.tenants?.reconcile() ?? [] { logger.notice("\(note)") }
-        let bound: UInt16
-        do {
-            bound = try server.start()
-        } catch {
-            engine.close()
-            throw StartupError("\(error)")
+        if let credentials = started.developmentCredentials {
+            // Credentials go to standard output, never through the logger,
+            // and only in development mode, only this once.
+            printCredentials("DEVELOPMENT MODE: created tenant '\(credentials.tenant)' and an admin key for it, shown only now:",
+                             "  export STRATA_TENANT=\(credentials.tenant) STRATA_API_KEY=\(credentials.key)")
         }
-        // Changed only once the port is ours, so a failed start leaves nothing behind.
-        guard let tenants = server.tenants else { throw StartupError("server built without tenant administration") }
-        if development {
-            let devTenant = settings.developmentTenant
-            if try system.tenant(devTenant) == nil {
-                _ = try tenants.createTenant(devTenant, maxSizeBytes: nil)
-                let (_, key) = try tenants.createKey(devTenant, role: .admin, label: "development")
-                // Credentials go to standard output, never through the logger,
-                // and only in development mode, only this once.
-                printCredentials("DEVELOPMENT MODE: created tenant '\(devTenant)' and an admin key for it, shown only now:",
-                                 "  export STRATA_TENANT=\(devTenant) STRATA_API_KEY=\(key.text)")
-            }
-        }
-        projections.startAll { logger.notice("\($0)") }
-        let names = ((try? system.tenants()) ?? []).map(\.name)
-        logger.notice("listening on \(settings.server.host):\(bound); data in \(settings.storage.dataDirectory) (durability \(settings.storage.store.durability.rawValue)); tenants: \(names.joined(separator: ", "))")
-        if let metricsPort = server.metricsPort {
+        let names = ((try? application.system.tenants()) ?? []).map(\.name)
+        logger.notice("listening on \(settings.server.host):\(started.port); data in \(settings.storage.dataDirectory) (durability \(settings.storage.store.durability.rawValue)); tenants: \(names.joined(separator: ", "))")
+        if let metricsPort = started.metricsPort {
             logger.notice("metrics on http://\(settings.server.metricsHost):\(metricsPort)/metrics (also /health and /ready)")
         }
-        if development {
-            if settings.adminKey == nil {
-                printCredentials("DEVELOPMENT MODE: server admin key for this run: \(adminKey ?? "")")
+        if settings.server.developmentMode {
+            if application.adminKeyWasGenerated {
+                printCredentials("DEVELOPMENT MODE: server admin key for this run: \(application.adminKey)")
             } else {
                 logger.notice("DEVELOPMENT MODE: server admin key from configuration")
             }
             logger.notice("try `strata append demo-1 Greeted '{\"hello\":\"world\"}'` then `strata read demo-1`")
         }
-        server.markReady()
 
         stop.wait()
         logger.notice("shutting down: finishing in-flight calls")
-        server.shutdown()
-        // Projections commit what they have handled before the stores close.
-        projections.stopAll()
-        engine.close()
-        withExtendedLifetime(lock) {}  // held until the stores are closed
-        // The system store stays open until the process exits: an admin
-        // call still finishing on a Dispatch queue may use it, and every
-        // change to it is already committed.
+        application.shutdown()
         logger.notice("stopped")
         withExtendedLifetime(sources) {}  // a second signal still exits at once until here
     }

@@ -335,7 +335,7 @@ struct ObservabilityTests {
         var configuration = ServerConfiguration()
         configuration.port = 0
         configuration.metricsPort = 0
-        let starting = StrataServer(configuration: configuration, router: Router(), authorizer: KeyAuthorizer(system: fixture.system, adminKey: ServerFixture.adminKey))
+        let starting = RPCServer(configuration: configuration, router: Router(), authorizer: KeyAuthorizer(system: fixture.system, adminKey: ServerFixture.adminKey))
         _ = try starting.start()
         let startingPort = try #require(starting.metricsPort)
         let notYet = try httpGet(port: startingPort, "/ready")

@@ -9,73 +9,55 @@ import StrataWire
 import SwiftProtobuf
 import StrataTestSupport
 
-/// A real server on an ephemeral loopback port with its own data directory,
-/// serving every service with real authorization. Tenant "acme" exists;
-/// clients use the server admin key unless a test passes another key.
+/// A real server on an ephemeral loopback port with its own data directory:
+/// the same `StrataApplication` `strata serve` runs, every service with real
+/// authorization. Tenant "acme" exists; clients use the server admin key
+/// unless a test passes another key.
 final class ServerFixture: Sendable {
     /// The server admin key of every fixture.
     static let adminKey = "test-server-admin-key-0123456789"
 
     let directory: String
-    let engine: StorageEngine
-    let system: SystemStore
-    let tenants: TenantDirectory
-    let server: StrataServer
+    let application: StrataApplication
+    var engine: StorageEngine { application.engine }
+    var system: SystemStore { application.system }
+    var tenants: TenantDirectory { application.tenants }
+    var server: RPCServer { application.server }
+    var metrics: ServerMetrics { application.metrics }
+    /// The projection engines.
+    var projections: ProjectionManager { application.projections }
     let port: UInt16
-    /// The server's metrics; rendered at `http://127.0.0.1:<metricsPort>/metrics`.
-    let metrics: ServerMetrics
     /// The metrics endpoint's port (every fixture serves one, on an ephemeral port).
     let metricsPort: UInt16
-    /// The projection engines, when the fixture serves the Projections service.
-    let projections: ProjectionManager?
-    private let projectionManager: ProjectionManager
     /// Whether `deinit` removes `directory` (not when a restart reuses it).
     private let ownsDirectory: Bool
 
     /// A fresh data directory and an ephemeral port; or, to restart a server,
     /// an existing `directory` (kept afterwards) and a fixed `port`.
-    init(directory: String? = nil, port: UInt16 = 0, projections: ProjectionOptions? = nil,
+    init(directory: String? = nil, port: UInt16 = 0, projections: ProjectionOptions = ProjectionOptions(),
          configure: (inout ServerConfiguration) -> Void = { _ in },
          extraRoutes: (inout Router) -> Void = { _ in },
          storage: (inout StorageEngineOptions) -> Void = { _ in },
          logger: Logger = Logger(label: "strata", factory: { _ in SwiftLogNoOpLogHandler() })) throws {
         self.directory = directory ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("strata-server-test-\(UUID().uuidString)")
         ownsDirectory = directory == nil
-        var options = StorageEngineOptions(dataDirectory: self.directory)
-        options.store.mapSize = 256 << 20
-        let metrics = ServerMetrics()
-        self.metrics = metrics
-        options.store.commitObserver = { metrics.committed($0) }
-        storage(&options)
-        engine = try StorageEngine(options: options)
-        system = try SystemStore(dataDirectory: self.directory)
-        var configuration = ServerConfiguration()
-        configuration.port = port
-        configuration.metricsPort = 0
-        configure(&configuration)
-        let manager = ProjectionManager(storage: engine, options: projections ?? ProjectionOptions())
-        projectionManager = manager
-        self.projections = projections == nil ? nil : manager
-        let calls = CallTerminator()
-        tenants = TenantDirectory(system: system, engine: engine, projections: manager, calls: calls,
-                                  backupDirectory: (self.directory as NSString).appendingPathComponent("backups"),
-                                  drainTimeout: .seconds(5), metrics: metrics, logger: logger)
-        _ = try tenants.reconcile()
-        if try system.tenant("acme") == nil { _ = try tenants.createTenant("acme", maxSizeBytes: nil) }
-        var router = Router()
-        StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
-                       subscriptions: configuration.subscriptions, metrics: metrics).register(in: &router)
-        SnapshotsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize)
-            .register(in: &router)
-        if projections != nil { ProjectionsService(manager: manager).register(in: &router) }
-        AdminService(tenants: tenants).register(in: &router)
-        extraRoutes(&router)
-        server = StrataServer(configuration: configuration, router: router,
-                              authorizer: KeyAuthorizer(system: system, adminKey: Self.adminKey),
-                              calls: calls, tenants: tenants, metrics: metrics, logger: logger)
-        self.port = try server.start()
-        metricsPort = server.metricsPort ?? 0
-        server.markReady()
+        var configuration = StrataConfiguration()
+        configuration.storage = StorageEngineOptions(dataDirectory: self.directory)
+        configuration.storage.store.mapSize = 256 << 20
+        storage(&configuration.storage)
+        configuration.server.port = port
+        configuration.server.metricsPort = 0
+        // The fixture creates its tenant itself and uses a fixed admin key.
+        configuration.server.developmentMode = false
+        configuration.adminKey = Self.adminKey
+        configure(&configuration.server)
+        configuration.projections = projections
+        configuration.drainTimeout = .seconds(5)
+        application = try StrataApplication(configuration: configuration, logger: logger, extraRoutes: extraRoutes)
+        if try application.system.tenant("acme") == nil { _ = try application.tenants.createTenant("acme", maxSizeBytes: nil) }
+        let started = try application.start()
+        self.port = started.port
+        metricsPort = started.metricsPort ?? 0
     }
 
     /// A client of `tenant` with `apiKey` (default: the server admin key).
@@ -88,13 +70,9 @@ final class ServerFixture: Sendable {
         try tenants.createKey(tenant, role: role, label: "test").1.text
     }
 
-    /// Shuts the server down and closes the storage (idempotent).
+    /// Shuts the application down (idempotent).
     func stop() {
-        server.shutdown()
-        projectionManager.stopAll()
-        engine.close()
-        // The system store closes when its last user lets go of it: an admin
-        // operation may still be finishing on a Dispatch queue.
+        application.shutdown()
     }
 
     deinit {

@@ -13,7 +13,7 @@ import Synchronization
 /// admin key (or the server admin key). Unary calls touch the disk, so they
 /// run on `work`, never on a connection's queue; long operations stream
 /// progress through `OperationSource`.
-public struct AdminService: Sendable {
+public struct AdminService: RPCService {
     let tenants: TenantDirectory
     private let work = DispatchQueue(label: "strata.admin.calls", attributes: .concurrent)
     /// Long operations running now, against `maxOperations`: each blocks a
@@ -176,17 +176,7 @@ public struct AdminService: Sendable {
         _ router: inout Router, _ method: String, _ permission: Permission, _: Request.Type,
         _ body: @escaping @Sendable (Request, CallContext) throws -> Response
     ) {
-        let work = self.work
-        router.register(method, permission, .unary { bytes, context, respond in
-            work.async {
-                do {
-                    let request = try StreamsService.decode(Request.self, bytes)
-                    respond(StreamsService.encode(try body(request, context)))
-                } catch {
-                    respond(.failure(RPCError(any: error)))
-                }
-            }
-        })
+        router.unary(method, permission, Request.self, on: work, body)
     }
 
     private func operation<Request: SwiftProtobuf.Message>(
@@ -195,8 +185,7 @@ public struct AdminService: Sendable {
     ) {
         let running = self.running
         let limit = maxOperations
-        router.register(method, permission, .serverStreaming { bytes, context throws(RPCError) in
-            let request = try StreamsService.decode(Request.self, bytes)
+        router.serverStreaming(method, permission, Request.self) { request, context throws(RPCError) in
             guard running.take(limit: limit) else {
                 throw RPCError(.resourceExhausted, "\(limit) admin operation(s) are already running (limits.max_admin_operations); retry when one finishes")
             }
@@ -204,7 +193,7 @@ public struct AdminService: Sendable {
                 defer { running.give() }
                 return try body(request, context, progress)
             }
-        })
+        }
     }
 }
 

@@ -10,12 +10,12 @@ import Synchronization
 /// Thread-safe: the server reference is a `Locked`.
 public final class CallTerminator: Sendable {
     /// Weak: the server owns (through its router) the services that own this.
-    private struct WeakServer { weak var value: StrataServer? }
+    private struct WeakServer { weak var value: RPCServer? }
     private let server = Locked(WeakServer())
 
     public init() {}
 
-    func attach(_ server: StrataServer) {
+    func attach(_ server: RPCServer) {
         self.server.withLock { $0.value = server }
     }
 

@@ -1,14 +1,17 @@
 import Foundation
+import StrataSupport
 
 /// An exclusive lock on a data directory (`<data>/strata.lock`, flock), held
 /// for the life of the process: two servers on one data directory would
 /// each believe they are the only writer of the system store and of every
 /// tenant's index state.
 ///
-/// `@unchecked Sendable`: `fd` is set once in init and only closed in deinit.
-public final class DataDirectoryLock: @unchecked Sendable {
+/// Thread-safe: the descriptor is owned by a `Locked`; `release()` and
+/// `deinit` close it once.
+public final class DataDirectoryLock: Sendable {
     public let path: String
-    private let fd: Int32
+    /// The locked file's descriptor; -1 once released.
+    private let fd: Locked<Int32>
 
     public enum Failure: Error, CustomStringConvertible {
         case inUse(directory: String, holder: String)
@@ -48,8 +51,16 @@ public final class DataDirectoryLock: @unchecked Sendable {
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
         _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        self.fd = fd
+        self.fd = Locked(fd)
     }
 
-    deinit { close(fd) }  // releases the lock
+    /// Releases the lock now (idempotent); another process may then take it.
+    public func release() {
+        fd.withLock { fd in
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
+    }
+
+    deinit { release() }
 }

@@ -7,13 +7,14 @@ import StrataSupport
 import StrataWire
 import Synchronization
 
-/// The Strata server: a listening socket, its connections, and the router
-/// they share.
+/// The RPC server: a listening socket, its connections, the router they
+/// share, and the metrics endpoint. `StrataApplication` builds it with every
+/// service; tests may build one with a router of their own.
 ///
 /// `@unchecked Sendable`: `listenFD`, `acceptSource`, `connections`,
 /// `nextConnectionID`, `stopping`, `ready` and `endpoint` are confined to
 /// `queue`.
-public final class StrataServer: @unchecked Sendable {
+public final class RPCServer: @unchecked Sendable {
     public let configuration: ServerConfiguration
     /// The server's metrics (rendered by `GET /metrics`).
     public let metrics: ServerMetrics
@@ -43,27 +44,6 @@ public final class StrataServer: @unchecked Sendable {
         self.tenants = tenants
         calls?.attach(self)
         metrics.setSampler { [weak self] in self?.samples() ?? [] }
-    }
-
-    /// A server with every service: Streams, Snapshots, Projections and
-    /// Admin, authorizing calls against `system`'s keys and `adminKey`.
-    public convenience init(configuration: ServerConfiguration, engine: StorageEngine, system: SystemStore,
-                            adminKey: String, projections: ProjectionManager,
-                            backupDirectory: String, drainTimeout: Duration = .seconds(10), maxAdminOperations: Int = 2,
-                            metrics: ServerMetrics = ServerMetrics(), logger: Logger = Logger(label: "strata")) {
-        var router = Router()
-        StreamsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize,
-                       subscriptions: configuration.subscriptions, metrics: metrics).register(in: &router)
-        SnapshotsService(engine: engine, readPageSize: configuration.readPageSize, maxFrameSize: configuration.maxFrameSize)
-            .register(in: &router)
-        ProjectionsService(manager: projections).register(in: &router)
-        let calls = CallTerminator()
-        let tenants = TenantDirectory(system: system, engine: engine, projections: projections, calls: calls,
-                                      backupDirectory: backupDirectory, drainTimeout: drainTimeout, metrics: metrics, logger: logger)
-        AdminService(tenants: tenants, maxOperations: maxAdminOperations).register(in: &router)
-        self.init(configuration: configuration, router: router,
-                  authorizer: KeyAuthorizer(system: system, adminKey: adminKey), calls: calls, tenants: tenants,
-                  metrics: metrics, logger: logger)
     }
 
     /// Binds and starts accepting, and starts the metrics endpoint when
@@ -249,8 +229,10 @@ public final class StrataServer: @unchecked Sendable {
 
     /// Graceful shutdown: stop accepting, GOAWAY every connection, let
     /// in-flight calls finish (new calls get UNAVAILABLE), and close. After
-    /// `shutdownGracePeriod` the remaining connections are closed. Blocks.
-    public func shutdown() {
+    /// `grace` (default: the configured `shutdownGracePeriod`) the remaining
+    /// connections are closed. Blocks.
+    public func shutdown(grace: Duration? = nil) {
+        let grace = grace ?? configuration.shutdownGracePeriod
         let open: [Connection] = queue.sync {
             stopping = true
             acceptSource?.cancel()
@@ -258,9 +240,9 @@ public final class StrataServer: @unchecked Sendable {
             return Array(connections.values)
         }
         for connection in open { connection.shutdown() }
-        if allClosed.wait(timeout: .now() + configuration.shutdownGracePeriod.seconds) == .timedOut {
+        if allClosed.wait(timeout: .now() + grace.seconds) == .timedOut {
             let remaining: [Connection] = queue.sync { Array(connections.values) }
-            logger.warning("shutdown: closing \(remaining.count) connection(s) still busy after \(configuration.shutdownGracePeriod)")
+            logger.warning("shutdown: closing \(remaining.count) connection(s) still busy after \(grace)")
             for connection in remaining { connection.forceClose() }
             _ = allClosed.wait(timeout: .now() + 5)
         }
