@@ -1,6 +1,6 @@
 // swift-tools-version: 6.0
-// Strata: a multi-tenant event store server. See ../shared/DESIGN.md for the
-// architecture; this manifest declares only the targets that exist so far.
+// Strata: a multi-tenant event store server. docs/architecture.md describes
+// the modules and how they depend on each other.
 import PackageDescription
 
 let package = Package(
@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "strata", targets: ["strata"]),
+        .library(name: "StrataLMDB", targets: ["StrataLMDB"]),
         .library(name: "StrataStorage", targets: ["StrataStorage"]),
         .library(name: "StrataServer", targets: ["StrataServer"]),
         .library(name: "StrataClient", targets: ["StrataClient"]),
@@ -43,9 +44,15 @@ let package = Package(
         ),
         // A lock ThreadSanitizer can see (Locked), used by every module.
         .target(name: "StrataSupport"),
+        // The only importer of CLMDB: environments, non-copyable transactions
+        // that exist only inside closures, cursors, named error codes.
+        .target(
+            name: "StrataLMDB",
+            dependencies: ["CLMDB", "StrataSupport"]
+        ),
         .target(
             name: "StrataStorage",
-            dependencies: ["CLMDB", "StrataSupport"]
+            dependencies: ["StrataLMDB", "StrataSupport"]
         ),
         // The Lua sandbox and the projection engine: scripts run against a
         // tenant's events, state and checkpoints commit with the store's writer.
@@ -114,8 +121,12 @@ let package = Package(
         // loopback sockets (in Tests/, never linked into the product).
         .target(name: "StrataTestSupport", path: "Tests/StrataTestSupport"),
         .testTarget(
+            name: "StrataLMDBTests",
+            dependencies: ["StrataLMDB", "StrataTestSupport"]
+        ),
+        .testTarget(
             name: "StrataStorageTests",
-            dependencies: ["StrataStorage", "CLMDB", "StrataSupport", "StrataTestSupport"]
+            dependencies: ["StrataStorage", "StrataLMDB", "StrataSupport", "StrataTestSupport"]
         ),
         .testTarget(
             name: "StrataServerTests",

@@ -26,7 +26,6 @@ typedef int (*strata_partition_loader)(void *host, const char *key, size_t key_l
 /// owns the lua_State.
 typedef struct strata_sandbox {
     size_t used;             // bytes allocated now
-    size_t peak;             // most bytes allocated at once
     size_t limit;            // 0 while the libraries load, then the cap
     long long budget;        // instructions per call
     long long remaining;     // instructions left in the current call
@@ -54,7 +53,6 @@ static void *strata_sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsiz
         return nsize <= old ? ptr : NULL;
     }
     s->used = s->used - old + nsize;
-    if (s->used > s->peak) s->peak = s->used;
     return grown;
 }
 

@@ -143,9 +143,8 @@ public final class LuaSandbox {
         strata_lua_pop(state, 1)
     }
 
-    /// Bytes the Lua state holds now, and at most so far.
+    /// Bytes the Lua state holds now.
     public var memoryUsed: Int { accounting.pointee.used }
-    public var memoryPeak: Int { accounting.pointee.peak }
 
     // MARK: - Calls
 

@@ -153,7 +153,7 @@ extension RPCError {
             self.init(.alreadyExists, error.description)
         case .tenantBusy:
             self.init(.unavailable, error.description)
-        case .fileOperation:
+        case .fileOperation, .invariantViolated:
             self.init(.internal, error.description)
         case .backupExists:
             self.init(.alreadyExists, error.description)

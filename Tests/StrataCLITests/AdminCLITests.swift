@@ -1,4 +1,5 @@
 import Foundation
+import StrataTestSupport
 import Testing
 
 @Suite("strata tenant and strata key against strata serve", .serialized)

@@ -1,4 +1,5 @@
 import Foundation
+import StrataTestSupport
 import Testing
 
 /// The `strata` binary next to the test bundle (`swift test` builds both).

@@ -1,4 +1,5 @@
 import Foundation
+import StrataTestSupport
 import Testing
 
 /// `strata projection …` against `strata serve`, as an operator would use it.

@@ -1,4 +1,5 @@
 import Foundation
+import StrataTestSupport
 import StrataProto
 @testable import StrataServer
 import StrataStorage

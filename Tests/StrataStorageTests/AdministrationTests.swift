@@ -1,5 +1,6 @@
-import CLMDB
+import StrataLMDB
 import Foundation
+import StrataTestSupport
 @testable import StrataStorage
 import Testing
 

@@ -1,5 +1,6 @@
-import CLMDB
+import StrataLMDB
 import Foundation
+import StrataTestSupport
 import Testing
 @testable import StrataStorage
 
@@ -81,7 +82,7 @@ struct PersistenceTests {
         let env = try Environment(path: fixture.directory.sub("tenant"), options: EnvironmentOptions(mapSize: 256 << 20))
         defer { env.close() }
         let log = try env.openDatabase("log", flags: .integerKey)
-        let entries = try env.read { txn in try txn.statistics(log).ms_entries }
+        let entries = try env.read { txn in try txn.statistics(log).entries }
         #expect(entries == 3)
     }
 }

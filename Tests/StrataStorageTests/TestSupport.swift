@@ -2,20 +2,6 @@ import Foundation
 @testable import StrataStorage
 import StrataTestSupport
 
-/// A fresh directory per test, removed when the value is dropped.
-final class TemporaryDirectory: Sendable {
-    let path: String
-
-    init() {
-        path = (NSTemporaryDirectory() as NSString).appendingPathComponent("strata-test-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func sub(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 /// An open store in its own directory; closes and removes everything on deinit.
 final class TestStore: Sendable {
     let directory = TemporaryDirectory()

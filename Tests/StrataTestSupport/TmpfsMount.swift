@@ -1,4 +1,5 @@
 import Foundation
+import StrataTestSupport
 
 /// Mounting needs privileges CI machines may not grant: tests that need a
 /// tmpfs run where `mount` works and are reported as skipped elsewhere.

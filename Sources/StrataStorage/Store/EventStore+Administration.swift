@@ -1,4 +1,4 @@
-import CLMDB
+import StrataLMDB
 import Foundation
 
 /// What a tenant holds, for `strata tenant stats`.
@@ -31,8 +31,8 @@ public struct BackupManifest: Codable, Sendable, Equatable {
 extension EventStore {
     public func statistics() throws(StorageError) -> TenantStatistics {
         let (events, streams, head, last) = try withRead { txn in
-            let events = UInt64(try txn.statistics(dbs.log).ms_entries)
-            let streams = UInt64(try txn.statistics(dbs.streams).ms_entries)
+            let events = UInt64(try txn.statistics(dbs.log).entries)
+            let streams = UInt64(try txn.statistics(dbs.streams).entries)
             let lastEntry = try txn.withCursor(dbs.log) { cursor in
                 try cursor.last().map { (Keys.decodeIntegerKey($0.key), EventRecord.isValid($0.value) ? EventRecord.recordedAt($0.value) : 0) }
             }

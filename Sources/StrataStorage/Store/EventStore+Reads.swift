@@ -1,4 +1,5 @@
 import Foundation
+import StrataLMDB
 
 extension EventStore {
     /// The position of the last committed event (0 when the log is empty).

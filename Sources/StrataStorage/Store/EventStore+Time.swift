@@ -1,4 +1,5 @@
 import Foundation
+import StrataLMDB
 
 /// Time queries. Every event carries its commit time (`recordedAt`,
 /// nanoseconds since the Unix epoch from the server's clock); times are

@@ -1,4 +1,5 @@
 import Foundation
+import StrataLMDB
 
 /// One inconsistency `verify` found.
 public struct VerifyIssue: Sendable, Equatable, CustomStringConvertible {

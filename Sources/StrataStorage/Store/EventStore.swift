@@ -1,4 +1,4 @@
-import CLMDB
+import StrataLMDB
 import Foundation
 
 /// The event store of one tenant: one LMDB environment, one writer thread
@@ -30,13 +30,12 @@ public final class EventStore: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw .lmdb(LMDBError(code: (error as NSError).code == 0 ? EIO : Int32((error as NSError).code),
-                                  operation: "create directory \(path)"))
+            throw .fileOperation(path: path, reason: "cannot create the tenant's directory: \(error.localizedDescription)")
         }
         do {
             env = try Environment(path: path, options: EnvironmentOptions(
                 mapSize: options.mapSize, maxDatabases: 16, maxReaders: options.maxReaders,
-                durability: options.durability))
+                syncsCommits: options.durability == .sync))
         } catch {
             throw Self.storageError(error, tenant: tenant, mapSize: options.mapSize)
         }
@@ -84,7 +83,7 @@ public final class EventStore: Sendable {
         case let error as LMDBError where error.isMapFull: .quotaExceeded(tenant: tenant, mapSize: mapSize)
         case let error as LMDBError where error.isCorruption: .corrupt(path: "tenant '\(tenant)'", detail: error.description)
         case let error as LMDBError: .lmdb(error)
-        default: .lmdb(LMDBError(code: EIO, operation: String(describing: error)))
+        default: .invariantViolated("unexpected error from tenant '\(tenant)': \(error)")
         }
     }
 
@@ -225,6 +224,6 @@ final class ResultBox<Value: Sendable>: @unchecked Sendable {
 
     func wait() -> Result<Value, StorageError> {
         ready.wait()
-        return result ?? .failure(.lmdb(LMDBError(code: EIO, operation: "writer gave no result")))
+        return result ?? .failure(.invariantViolated("the writer signalled without a result"))
     }
 }

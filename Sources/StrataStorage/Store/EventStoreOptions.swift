@@ -1,3 +1,4 @@
+import StrataLMDB
 /// Settings of one tenant's event store.
 public struct EventStoreOptions: Sendable {
     /// The LMDB map size: the tenant's size quota. LMDB reserves address

@@ -1,4 +1,4 @@
-import CLMDB
+import StrataLMDB
 import Foundation
 
 /// The one writer of a tenant. Appends from any number of threads queue here;
@@ -68,9 +68,9 @@ final class GroupCommitWriter: @unchecked Sendable {
         self.counters = try Self.recoverCounters(env: env, dbs: dbs)
         // Only synced commits gain from it (DataFilePreallocator).
         self.preallocator = DataFilePreallocator(path: (env.path as NSString).appendingPathComponent("data.mdb"),
-                                                 step: env.options.durability == .sync ? options.preallocationStep : 0,
+                                                 step: env.options.syncsCommits ? options.preallocationStep : 0,
                                                  limit: env.options.mapSize)
-        if env.options.durability == .relaxed {
+        if !env.options.syncsCommits {
             let timer = DispatchSource.makeTimerSource(queue: flushQueue)
             timer.schedule(deadline: .now() + flushInterval.seconds, repeating: flushInterval.seconds)
             timer.setEventHandler { [env] in try? env.sync(force: true) }
@@ -236,16 +236,16 @@ final class GroupCommitWriter: @unchecked Sendable {
                 colliding.complete(.failure(storedIDConflict(collision.id)))
             }
             return
-        } catch let error as LMDBError where error.code == MDB_MAP_FULL || error.code == MDB_TXN_FULL {
+        } catch let error as LMDBError where error.code == .mapFull || error.code == .transactionFull {
             if batch.count > 1 {
                 for write in batch { commit([write]) }
             } else {
-                let failure: StorageError = error.code == MDB_MAP_FULL
+                let failure: StorageError = error.code == .mapFull
                     ? .quotaExceeded(tenant: tenant, mapSize: env.options.mapSize) : .lmdb(error)
                 batch[0].complete(.failure(failure))
             }
             return
-        } catch let error as LMDBError where DiskSpace.isFull(after: error.code, at: env.path) {
+        } catch let error as LMDBError where DiskSpace.isFull(after: error.code.rawValue, at: env.path) {
             let free = DiskSpace.availableBytes(at: env.path).map { "\($0) bytes free" } ?? "free space unknown"
             let failure = StorageError.diskFull(tenant: tenant, path: env.path, operation: "\(error); \(free)")
             for write in batch { write.complete(.failure(failure)) }
@@ -254,7 +254,7 @@ final class GroupCommitWriter: @unchecked Sendable {
             for write in batch { write.complete(.failure(.lmdb(error))) }
             return
         } catch {
-            let failure = (error as? StorageError) ?? .lmdb(LMDBError(code: EIO, operation: "\(error)"))
+            let failure = (error as? StorageError) ?? .invariantViolated("unexpected error while committing: \(error)")
             for write in batch { write.complete(.failure(failure)) }
             return
         }

@@ -1,4 +1,5 @@
 import Foundation
+import StrataLMDB
 
 /// Whether a projection should run. `faulted` is set by the engine when a
 /// script fails; resuming clears it.

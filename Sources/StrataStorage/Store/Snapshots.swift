@@ -1,4 +1,5 @@
 import Foundation
+import StrataLMDB
 
 /// A stored aggregate snapshot: the state an application computed from a
 /// stream up to and including `revision`.
@@ -115,7 +116,7 @@ extension EventStore {
         enqueue(.saveSnapshot(record, stream: stream, streamNumber: number, keep: options.snapshotsPerStream)) { result in
             completion(result.flatMap { outcome in
                 if case .snapshotSaved(let saved) = outcome { return .success(saved) }
-                return .failure(.lmdb(LMDBError(code: EIO, operation: "writer answered a snapshot save with \(outcome)")))
+                return .failure(.invariantViolated("the writer answered a snapshot save with \(outcome)"))
             })
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import StrataLMDB
 
 /// Everything the storage layer can refuse or fail with, carrying what a
 /// caller (and later a status code's details) needs.
@@ -57,8 +58,13 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     /// No complete backup of that name (a backup is complete once its
     /// `backup.json` is written).
     case backupNotFound(name: String)
-    /// A backup, restore or compaction could not read or write a file.
+    /// A file or directory could not be created, read or written (a
+    /// backup, a restore, a compaction, a tenant's directory).
     case fileOperation(path: String, reason: String)
+    /// Something the storage layer relies on did not hold (a writer that
+    /// answered with the wrong kind of result, an error of a type no layer
+    /// below should throw): a bug, reported with what was seen.
+    case invariantViolated(String)
 
     public var description: String {
         switch self {
@@ -97,6 +103,7 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .fileOperation(path, reason): "\(path): \(reason)"
         case let .backupExists(name): "backup '\(name)' already exists; choose a new name"
         case let .backupNotFound(name): "no complete backup '\(name)'"
+        case let .invariantViolated(what): "storage invariant violated: \(what)"
         }
     }
 }

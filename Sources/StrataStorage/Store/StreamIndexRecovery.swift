@@ -1,4 +1,5 @@
 import Foundation
+import StrataLMDB
 
 /// Brings `stream-index` up to the log when a tenant opens.
 ///

@@ -1,4 +1,5 @@
 import Foundation
+import StrataLMDB
 
 /// The state of one stream. Stored in the `streams` database under its name
 /// are only the fields that change on create, delete and re-create; the

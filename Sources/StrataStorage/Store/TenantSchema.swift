@@ -1,4 +1,5 @@
 import Foundation
+import StrataLMDB
 
 /// The named databases of one tenant's environment and the schema version
 /// check. Everything a tenant stores lives in these databases:
@@ -77,9 +78,4 @@ struct TenantDatabases: Sendable {
             )
         }
     }
-}
-
-/// Reads the schema version stored in an environment, for tools and tests.
-extension EventStore {
-    public static var supportedSchemaVersion: UInt32 { TenantDatabases.schemaVersion }
 }

@@ -1,4 +1,4 @@
-import CLMDB
+import StrataLMDB
 import Foundation
 
 /// The writer's counters that survive between batches. Owned by the writer
@@ -211,7 +211,7 @@ struct WriteBatch {
                 try withUnsafeBytes(of: event.id.uuid) { key in
                     try Keys.withPositionValue(position) { try txn.put(dbs.eventIDs, key: key, value: $0, flags: .noOverwrite) }
                 }
-            } catch let error as LMDBError where error.code == MDB_KEYEXIST {
+            } catch let error as LMDBError where error.code == .keyExists {
                 throw IDCollision(index: currentIndex, id: event.id)
             }
             counters.nextPosition += 1

@@ -61,7 +61,7 @@ public final class StorageEngine: Sendable {
             try FileManager.default.createDirectory(atPath: Self.tenantsDirectory(options.dataDirectory),
                                                     withIntermediateDirectories: true)
         } catch {
-            throw .lmdb(LMDBError(code: EACCES, operation: "create \(Self.tenantsDirectory(options.dataDirectory)): \(error.localizedDescription)"))
+            throw .fileOperation(path: Self.tenantsDirectory(options.dataDirectory), reason: "cannot create the tenants directory: \(error.localizedDescription)")
         }
         idleTimer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "strata.storage.idle"))
         let interval = max(options.idleTimeout / 4, .milliseconds(10))

@@ -1,6 +1,7 @@
 import Foundation
 import StrataSupport
 import Synchronization
+import StrataLMDB
 
 /// What an API key may do in its tenant. Ordered: each role includes the
 /// ones before it.

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import StrataLMDB
 
 /// Progress of a long tenant operation (backup, restore, verify, compact).
 public struct OperationProgress: Sendable, Equatable {

@@ -1,7 +1,7 @@
-import CLMDB
+import StrataLMDB
 import Foundation
 import Testing
-@testable import StrataStorage
+import StrataTestSupport
 
 @Suite("LMDB wrapper")
 struct LMDBWrapperTests {
@@ -12,7 +12,7 @@ struct LMDBWrapperTests {
             _ = try Environment(path: directory.sub("missing/deeper"), options: EnvironmentOptions(mapSize: 1 << 20))
         } throws: { error in
             let error = error as? LMDBError
-            return error?.code == ENOENT && error?.operation.contains("mdb_env_open") == true
+            return error?.code == .noSuchFile && error?.operation.contains("mdb_env_open") == true
         }
     }
 
@@ -23,12 +23,12 @@ struct LMDBWrapperTests {
         defer { env.close() }
         let db = try env.openDatabase("kv", flags: [.create, .integerKey])
         try env.write { txn in
-            try Keys.withPosition(1) { key in try Array("kept".utf8).withUnsafeBytes { try txn.put(db, key: key, value: $0) } }
+            try withKey(1) { key in try Array("kept".utf8).withUnsafeBytes { try txn.put(db, key: key, value: $0) } }
         }
         struct Abort: Error {}
         #expect(throws: Abort.self) {
             try env.write { txn in
-                try Keys.withPosition(2) { key in try Array("dropped".utf8).withUnsafeBytes { try txn.put(db, key: key, value: $0) } }
+                try withKey(2) { key in try Array("dropped".utf8).withUnsafeBytes { try txn.put(db, key: key, value: $0) } }
                 throw Abort()
             }
         }
@@ -54,20 +54,20 @@ struct LMDBWrapperTests {
         let db = try env.openDatabase("kv", flags: [.create, .integerKey])
         try env.write { txn in
             for key: UInt64 in [10, 20, 30] {
-                try Keys.withPosition(key) { k in try Keys.withPositionValue(key) { try txn.put(db, key: k, value: $0, flags: .append) } }
+                try withKey(key) { k in try withKey(key) { try txn.put(db, key: k, value: $0, flags: .append) } }
             }
         }
         try env.read { txn in
             try txn.withCursor(db) { cursor in
-                let after = try Keys.withPosition(15) { try cursor.seek(atOrAfter: $0) }
-                #expect(after.map { Keys.decodeIntegerKey($0.key) } == 20)
-                let before = try Keys.withPosition(25) { try cursor.seek(atOrBefore: $0) }
-                #expect(before.map { Keys.decodeIntegerKey($0.key) } == 20)
-                let exact = try Keys.withPosition(30) { try cursor.seek(atOrBefore: $0) }
-                #expect(exact.map { Keys.decodeIntegerKey($0.key) } == 30)
-                let beyond = try Keys.withPosition(99) { try cursor.seek(atOrBefore: $0) }
-                #expect(beyond.map { Keys.decodeIntegerKey($0.key) } == 30)
-                let none = try Keys.withPosition(31) { try cursor.seek(atOrAfter: $0) }
+                let after = try withKey(15) { try cursor.seek(atOrAfter: $0) }
+                #expect(after.map { decodeKey($0.key) } == 20)
+                let before = try withKey(25) { try cursor.seek(atOrBefore: $0) }
+                #expect(before.map { decodeKey($0.key) } == 20)
+                let exact = try withKey(30) { try cursor.seek(atOrBefore: $0) }
+                #expect(exact.map { decodeKey($0.key) } == 30)
+                let beyond = try withKey(99) { try cursor.seek(atOrBefore: $0) }
+                #expect(beyond.map { decodeKey($0.key) } == 30)
+                let none = try withKey(31) { try cursor.seek(atOrAfter: $0) }
                 #expect(none == nil)
             }
         }
@@ -81,10 +81,10 @@ struct LMDBWrapperTests {
         let db = try env.openDatabase("log", flags: [.create, .integerKey])
         #expect {
             try env.write { txn in
-                try Keys.withPosition(5) { k in try Keys.withPositionValue(5) { try txn.put(db, key: k, value: $0, flags: .append) } }
-                try Keys.withPosition(4) { k in try Keys.withPositionValue(4) { try txn.put(db, key: k, value: $0, flags: .append) } }
+                try withKey(5) { k in try withKey(5) { try txn.put(db, key: k, value: $0, flags: .append) } }
+                try withKey(4) { k in try withKey(4) { try txn.put(db, key: k, value: $0, flags: .append) } }
             }
-        } throws: { ($0 as? LMDBError)?.code == MDB_KEYEXIST }
+        } throws: { ($0 as? LMDBError)?.code == .keyExists }
     }
 
     @Test("a full map is reported as map full, and the environment stays readable")
@@ -99,7 +99,7 @@ struct LMDBWrapperTests {
         for key in UInt64(0)..<100 {
             do {
                 try env.write { txn in
-                    try Keys.withPosition(key) { k in try big.withUnsafeBytes { try txn.put(db, key: k, value: $0) } }
+                    try withKey(key) { k in try big.withUnsafeBytes { try txn.put(db, key: k, value: $0) } }
                 }
                 stored += 1
             } catch let error as LMDBError {
@@ -108,7 +108,16 @@ struct LMDBWrapperTests {
             }
         }
         #expect(failure?.isMapFull == true)
-        let count = try env.read { txn in try txn.statistics(db).ms_entries }
+        let count = try env.read { txn in try txn.statistics(db).entries }
         #expect(UInt64(count) == stored)
     }
+}
+
+/// An `MDB_INTEGERKEY` key: a native 64-bit integer.
+private func withKey<R>(_ value: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    try withUnsafeBytes(of: value, body)
+}
+
+private func decodeKey(_ buffer: UnsafeRawBufferPointer) -> UInt64 {
+    buffer.loadUnaligned(as: UInt64.self)
 }

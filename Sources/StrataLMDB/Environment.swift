@@ -1,17 +1,6 @@
 import CLMDB
 import Foundation
-
-/// How commits reach the disk.
-public enum Durability: String, Sendable, CaseIterable {
-    /// fsync before a commit returns (LMDB's default). An acknowledged write
-    /// survives a power loss.
-    case sync
-    /// Commits are written to the OS page cache without fsync (`MDB_NOSYNC`)
-    /// and flushed periodically by the owner. A process crash loses nothing;
-    /// an OS crash or power loss can lose the commits since the last flush.
-    /// Opt-in only.
-    case relaxed
-}
+import StrataSupport
 
 /// Options for opening an LMDB environment.
 public struct EnvironmentOptions: Sendable {
@@ -21,13 +10,16 @@ public struct EnvironmentOptions: Sendable {
     public var maxDatabases: UInt32
     /// The most concurrent read transactions.
     public var maxReaders: UInt32
-    public var durability: Durability
+    /// Whether a commit fsyncs before it returns (LMDB's default). False
+    /// opens with `MDB_NOSYNC`: commits reach the page cache only, and the
+    /// owner calls `sync()` to flush them.
+    public var syncsCommits: Bool
 
-    public init(mapSize: Int, maxDatabases: UInt32 = 16, maxReaders: UInt32 = 256, durability: Durability = .sync) {
+    public init(mapSize: Int, maxDatabases: UInt32 = 16, maxReaders: UInt32 = 256, syncsCommits: Bool = true) {
         self.mapSize = mapSize
         self.maxDatabases = maxDatabases
         self.maxReaders = maxReaders
-        self.durability = durability
+        self.syncsCommits = syncsCommits
     }
 }
 
@@ -44,20 +36,20 @@ public final class Environment: @unchecked Sendable {
     let handle: OpaquePointer
     public let path: String
     public let options: EnvironmentOptions
-    private let closeState = NSLock()  // guards `closed`
-    private var closed = false
+    /// Whether `mdb_env_close` ran; owned by its lock.
+    private let closed = Locked(false)
 
     /// Opens (creating if needed) the environment in directory `path`.
     public init(path: String, options: EnvironmentOptions) throws(LMDBError) {
         var env: OpaquePointer?
         try lmdbCheck(mdb_env_create(&env), "mdb_env_create")
-        guard let env else { throw LMDBError(code: ENOMEM, operation: "mdb_env_create") }
+        guard let env else { throw LMDBError(.outOfMemory, operation: "mdb_env_create") }
         do {
             try lmdbCheck(mdb_env_set_mapsize(env, options.mapSize), "mdb_env_set_mapsize")
             try lmdbCheck(mdb_env_set_maxdbs(env, MDB_dbi(options.maxDatabases)), "mdb_env_set_maxdbs")
             try lmdbCheck(mdb_env_set_maxreaders(env, options.maxReaders), "mdb_env_set_maxreaders")
             var flags = UInt32(MDB_NOTLS)
-            if options.durability == .relaxed { flags |= UInt32(MDB_NOSYNC) }
+            if !options.syncsCommits { flags |= UInt32(MDB_NOSYNC) }
             try lmdbCheck(mdb_env_open(env, path, flags, 0o640), "mdb_env_open(\(path))")
             try Self.checkNotTruncated(env, path: path)
         } catch {
@@ -93,7 +85,7 @@ public final class Environment: @unchecked Sendable {
         let file = (path as NSString).appendingPathComponent("data.mdb")
         guard let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int else { return }
         if needed - size > truncationTolerancePages * pageSize {
-            throw LMDBError(code: MDB_CORRUPTED,
+            throw LMDBError(.corrupted,
                             operation: "\(file) is truncated: \(size) bytes, but its last used page ends at byte \(needed)")
         }
     }
@@ -103,11 +95,11 @@ public final class Environment: @unchecked Sendable {
 
     /// Closes the environment. Idempotent. No transaction may be running.
     public func close() {
-        closeState.lock()
-        defer { closeState.unlock() }
-        if !closed {
-            closed = true
-            mdb_env_close(handle)
+        closed.withLock { closed in
+            if !closed {
+                closed = true
+                mdb_env_close(handle)
+            }
         }
     }
 
@@ -118,8 +110,8 @@ public final class Environment: @unchecked Sendable {
     public func read<R>(_ body: (borrowing ReadTransaction) throws -> R) throws -> R {
         var txn: OpaquePointer?
         try lmdbCheck(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin(read)")
-        guard let txn else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(read)") }
-        let transaction = ReadTransaction(handle: txn)
+        guard let txn else { throw LMDBError(.invalidArgument, operation: "mdb_txn_begin(read)") }
+        let transaction = ReadTransaction(handle: TransactionHandle(pointer: txn))
         defer { mdb_txn_abort(txn) }
         return try body(transaction)
     }
@@ -131,10 +123,10 @@ public final class Environment: @unchecked Sendable {
     public func write<R>(_ body: (borrowing WriteTransaction) throws -> R) throws -> R {
         var txn: OpaquePointer?
         try lmdbCheck(mdb_txn_begin(handle, nil, 0, &txn), "mdb_txn_begin(write)")
-        guard let txn else { throw LMDBError(code: EINVAL, operation: "mdb_txn_begin(write)") }
+        guard let txn else { throw LMDBError(.invalidArgument, operation: "mdb_txn_begin(write)") }
         let result: R
         do {
-            result = try body(WriteTransaction(handle: txn))
+            result = try body(WriteTransaction(handle: TransactionHandle(pointer: txn)))
         } catch {
             mdb_txn_abort(txn)
             throw error
@@ -152,7 +144,7 @@ public final class Environment: @unchecked Sendable {
         try write { txn in try txn.openDatabase(name, flags: flags) }
     }
 
-    /// Flushes buffered commits to disk (used with `.relaxed` durability).
+    /// Flushes buffered commits to disk (needed when commits are not synced).
     public func sync(force: Bool = true) throws(LMDBError) {
         try lmdbCheck(mdb_env_sync(handle, force ? 1 : 0), "mdb_env_sync")
     }
@@ -166,7 +158,7 @@ public final class Environment: @unchecked Sendable {
         return dead
     }
 
-    /// Map size and the highest page used, for usage reporting.
+    /// Map size and the bytes up to the highest page used, for usage reporting.
     public func usage() -> (mapSize: Int, usedBytes: Int) {
         var info = MDB_envinfo()
         mdb_env_info(handle, &info)
@@ -194,17 +186,18 @@ extension Environment {
         // A closed read end turns LMDB's write into EPIPE instead of a signal.
         signal(SIGPIPE, SIG_IGN)
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw LMDBError(code: errno, operation: "pipe") }
+        guard pipe(&fds) == 0 else { throw LMDBError(errno: errno, operation: "pipe") }
         let (readFD, writeFD) = (fds[0], fds[1])
         let out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
         if out < 0 {
             let code = errno
             Glibc.close(readFD)
             Glibc.close(writeFD)
-            throw LMDBError(code: code, operation: "create \(path)")
+            throw LMDBError(errno: code, operation: "create \(path)")
         }
         let handle = self.handle
-        let copyResult = ResultBox<Int32>()
+        let copyResult = Locked<Int32?>(nil)
+        let copyDone = DispatchSemaphore(value: 0)
         let flags = compact ? UInt32(MDB_CP_COMPACT) : 0
         // `handle` is an OpaquePointer LMDB lets any thread use; the copy
         // thread touches nothing else.
@@ -212,7 +205,8 @@ extension Environment {
         Thread.detachNewThread {
             let rc = mdb_env_copyfd2(envHandle, writeFD, flags)
             Glibc.close(writeFD)
-            copyResult.fill(.success(rc))
+            copyResult.withLock { $0 = rc }
+            copyDone.signal()
         }
         var failure: (any Error)?
         var written = 0
@@ -222,7 +216,7 @@ extension Environment {
             let count = Glibc.read(readFD, buffer.baseAddress, buffer.count)
             if count < 0 {
                 if errno == EINTR { continue }
-                failure = LMDBError(code: errno, operation: "read the copy pipe")
+                failure = LMDBError(errno: errno, operation: "read the copy pipe")
                 break
             }
             if count == 0 { break }
@@ -231,7 +225,7 @@ extension Environment {
                 let n = Glibc.write(out, buffer.baseAddress! + offset, count - offset)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    failure = LMDBError(code: errno, operation: "write \(path)")
+                    failure = LMDBError(errno: errno, operation: "write \(path)")
                     break reading
                 }
                 offset += n
@@ -244,12 +238,13 @@ extension Environment {
         }
         // Closing the read end makes a copy still writing fail with EPIPE.
         Glibc.close(readFD)
-        let rc = (try? copyResult.wait().get()) ?? EIO
-        if failure == nil, rc != 0 {
-            failure = LMDBError(code: rc, operation: "mdb_env_copyfd2")
+        copyDone.wait()
+        let rc = copyResult.withLock { $0 } ?? MDB_SUCCESS
+        if failure == nil, rc != MDB_SUCCESS {
+            failure = LMDBError(LMDBError.Code(rawValue: rc), operation: "mdb_env_copyfd2")
         }
         if failure == nil, fsync(out) != 0 {
-            failure = LMDBError(code: errno, operation: "fsync \(path)")
+            failure = LMDBError(errno: errno, operation: "fsync \(path)")
         }
         Glibc.close(out)
         if let failure {
