@@ -70,7 +70,7 @@ let package = Package(
         // sockets, no storage. Shared by the server and the client.
         .target(
             name: "StrataWire",
-            dependencies: ["StrataProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["StrataProto", "StrataSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         // The Swift client: async/await, AsyncSequence. Never links LMDB or Lua.
         .target(
@@ -136,7 +136,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StrataWireTests",
-            dependencies: ["StrataWire", "StrataProto", "StrataTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["StrataWire", "StrataProto", "StrataSupport", "StrataTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         // Runs the built `strata` binary (serve and the client commands) as a user would.
         .testTarget(

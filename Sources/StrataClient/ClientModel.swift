@@ -1,32 +1,13 @@
 import Foundation
-import Synchronization
+import StrataSupport
 import StrataProto
 import StrataWire
 
 extension StrataClient {
-    /// What the caller believes about a stream before appending.
-    public enum ExpectedRevision: Sendable, Hashable {
-        case any, noStream, streamExists
-        case exact(UInt64)
-
-        var proto: Strata_V1_ExpectedRevision {
-            var out = Strata_V1_ExpectedRevision()
-            switch self {
-            case .any: out.any = Strata_V1_Empty()
-            case .noStream: out.noStream = Strata_V1_Empty()
-            case .streamExists: out.streamExists = Strata_V1_Empty()
-            case .exact(let r): out.exact = r
-            }
-            return out
-        }
-    }
-
+    /// What the caller believes about a stream before appending (shared with the server).
+    public typealias ExpectedRevision = StrataSupport.ExpectedRevision
     /// What a stream actually was when an expectation failed.
-    public enum ActualRevision: Sendable, Hashable {
-        case noStream
-        case deleted(lastRevision: UInt64)
-        case revision(UInt64)
-    }
+    public typealias ActualRevision = StrataSupport.ActualRevision
 
     /// An event to append.
     public struct EventData: Sendable, Hashable {
@@ -160,18 +141,8 @@ extension StrataClient {
             var reason = Reason.other
             switch rpc.detail?.kind {
             case .wrongExpectedRevision(let d):
-                let expected: ExpectedRevision = switch d.expected.kind {
-                case .exact(let r): .exact(r)
-                case .noStream: .noStream
-                case .streamExists: .streamExists
-                default: .any
-                }
-                let actual: ActualRevision = switch d.actual.kind {
-                case .revision(let r): .revision(r)
-                case .deletedLastRevision(let r): .deleted(lastRevision: r)
-                default: .noStream
-                }
-                reason = .wrongExpectedRevision(stream: d.stream, expected: expected, actual: actual)
+                reason = .wrongExpectedRevision(stream: d.stream, expected: ExpectedRevision(proto: d.expected),
+                                                actual: ActualRevision(proto: d.actual))
             case .streamNotFound(let d): reason = .streamNotFound(stream: d.stream)
             case .streamDeleted(let d): reason = .streamDeleted(stream: d.stream)
             case .invalidArgument(let d): reason = .invalidArgument(field: d.field, reason: d.reason)
@@ -183,33 +154,6 @@ extension StrataClient {
         }
     }
 
-    /// A time-ordered (version 7) UUID for a new event: 48 bits of Unix
-    /// milliseconds, then bits from a process-wide counter (started at a
-    /// random value and mixed), so ids are unique within the process,
-    /// unpredictable across processes, and cost no system call each.
-    public static func makeEventID() -> UUID {
-        let millis = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
-        let n = eventIDCounter.wrappingAdd(1, ordering: .relaxed).newValue
-        let high = mix(n ^ eventIDSalt)
-        let low = mix(n)
-        var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &bytes) { raw in
-            for i in 0..<6 { raw[i] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - UInt64(i)))) }
-            raw[6] = 0x70 | UInt8(truncatingIfNeeded: high & 0x0F)
-            raw[7] = UInt8(truncatingIfNeeded: high >> 8)
-            raw.storeBytes(of: low.bigEndian, toByteOffset: 8, as: UInt64.self)
-            raw[8] = 0x80 | (raw[8] & 0x3F)
-        }
-        return UUID(uuid: bytes)
-    }
-
-    private static func mix(_ value: UInt64) -> UInt64 {
-        var z = value &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    /// A time-ordered (version 7) UUID for a new event (`UUID.timeOrdered()`).
+    public static func makeEventID() -> UUID { UUID.timeOrdered() }
 }
-
-private let eventIDCounter = Atomic<UInt64>(UInt64.random(in: .min ... .max))
-private let eventIDSalt = UInt64.random(in: .min ... .max)

@@ -1,5 +1,6 @@
 import Foundation
 import StrataProto
+import StrataSupport
 import StrataWire
 
 extension StrataClient {
@@ -55,7 +56,7 @@ extension StrataClient {
 
     /// Nanoseconds since the Unix epoch, the unit of every time in the protocol.
     public static func nanoseconds(_ date: Date) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1e9).rounded())
+        UnixNanoseconds.from(date)
     }
 
     /// The global position of the last event recorded at or before `time`

@@ -5,6 +5,7 @@ import StrataServer
 import StrataStorage
 import StrataWire
 import SwiftProtobuf
+import StrataSupport
 
 /// The fuzz targets (docs/reliability.md, "Fuzzing"). Each takes arbitrary
 /// bytes and must neither crash nor break an invariant; a broken invariant

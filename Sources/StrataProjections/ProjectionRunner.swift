@@ -292,7 +292,7 @@ final class ProjectionRunner: @unchecked Sendable {
         published.withLock {
             $0.checkpoint = checkpoint.position
             $0.eventsEmitted = emitted
-            $0.lastCommitAt = Int64(Date().timeIntervalSince1970 * 1e9)
+            $0.lastCommitAt = UnixNanoseconds.now
         }
         signalProgress()
         return true
@@ -353,9 +353,3 @@ struct RateMeter {
     }
 }
 
-extension Duration {
-    var seconds: Double {
-        let (s, attoseconds) = components
-        return Double(s) + Double(attoseconds) / 1e18
-    }
-}

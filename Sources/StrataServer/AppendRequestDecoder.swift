@@ -1,6 +1,7 @@
 import Foundation
 import StrataStorage
 import StrataWire
+import StrataSupport
 
 /// Decodes `strata.v1.AppendRequest` straight into a `StreamWrite`.
 ///

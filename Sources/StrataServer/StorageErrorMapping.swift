@@ -4,41 +4,6 @@ import StrataProjections
 import StrataStorage
 import StrataWire
 
-extension ExpectedRevision {
-    var proto: Strata_V1_ExpectedRevision {
-        var out = Strata_V1_ExpectedRevision()
-        switch self {
-        case .any: out.any = Strata_V1_Empty()
-        case .noStream: out.noStream = Strata_V1_Empty()
-        case .streamExists: out.streamExists = Strata_V1_Empty()
-        case .exact(let revision): out.exact = revision
-        }
-        return out
-    }
-
-    /// Unset means `.any`.
-    package init(proto: Strata_V1_ExpectedRevision?) {
-        switch proto?.kind {
-        case .none, .any: self = .any
-        case .noStream: self = .noStream
-        case .streamExists: self = .streamExists
-        case .exact(let revision): self = .exact(revision)
-        }
-    }
-}
-
-extension ActualRevision {
-    var proto: Strata_V1_ActualRevision {
-        var out = Strata_V1_ActualRevision()
-        switch self {
-        case .noStream: out.noStream = Strata_V1_Empty()
-        case .deleted(let last): out.deletedLastRevision = last
-        case .revision(let revision): out.revision = revision
-        }
-        return out
-    }
-}
-
 /// A domain error that knows which status it travels as (grpc-swift-2's
 /// `RPCErrorConvertible`): handlers throw their own errors, and
 /// `RPCError(any:)` turns them into the call's status.

@@ -3,6 +3,7 @@ import StrataProto
 import StrataStorage
 import StrataWire
 import SwiftProtobuf
+import StrataSupport
 
 /// The Streams service on the storage engine. Appends go through the
 /// tenant's group commit without blocking a thread; reads run synchronously

@@ -5,6 +5,7 @@ import StrataStorage
 import StrataWire
 import SwiftProtobuf
 import Testing
+import StrataSupport
 
 /// The reference: swift-protobuf's decoding, then the conversion the server
 /// used before the hand-written decoder.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import StrataStorage
+import StrataSupport
 
 /// The expected-revision matrix: each kind of expectation against a stream
 /// that does not exist, one that exists (current revision 1), and one that was

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import StrataProjections
 import StrataStorage
+import StrataSupport
 import StrataWire
 
 /// The tenants and keys of a server, and the operations that cross layers:
@@ -39,7 +40,7 @@ public final class TenantDirectory: Sendable {
         self.metrics = metrics
     }
 
-    static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
+    static var now: Int64 { UnixNanoseconds.now }
 
     // MARK: - Start-up
 

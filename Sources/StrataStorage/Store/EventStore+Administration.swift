@@ -1,5 +1,6 @@
 import StrataLMDB
 import Foundation
+import StrataSupport
 
 /// What a tenant holds, for `strata tenant stats`.
 public struct TenantStatistics: Sendable, Equatable {
@@ -78,7 +79,7 @@ extension EventStore {
             if error is CancellationError { throw .fileOperation(path: "backup '\(name)'", reason: "backup cancelled; nothing was kept") }
             throw .fileOperation(path: "backup '\(name)'", reason: "backup failed, nothing was kept: \(error)")
         }
-        let manifest = BackupManifest(tenant: tenant, createdAt: Int64(Date().timeIntervalSince1970 * 1e9),
+        let manifest = BackupManifest(tenant: tenant, createdAt: UnixNanoseconds.now,
                                       headPositionAtLeast: head, schemaVersion: TenantDatabases.schemaVersion,
                                       bytes: UInt64(StorageEngine.fileSize(dataFile)))
         do {

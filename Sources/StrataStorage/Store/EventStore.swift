@@ -1,5 +1,6 @@
 import StrataLMDB
 import Foundation
+import StrataSupport
 
 /// The event store of one tenant: one LMDB environment, one writer thread
 /// with group commit, and lock-free concurrent readers.

@@ -1,5 +1,6 @@
 import Foundation
 import StrataLMDB
+import StrataSupport
 
 /// Everything the storage layer can refuse or fail with, carrying what a
 /// caller (and later a status code's details) needs.

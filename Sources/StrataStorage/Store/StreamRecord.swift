@@ -1,5 +1,6 @@
 import Foundation
 import StrataLMDB
+import StrataSupport
 
 /// The state of one stream. Stored in the `streams` database under its name
 /// are only the fields that change on create, delete and re-create; the

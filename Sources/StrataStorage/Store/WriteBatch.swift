@@ -1,5 +1,6 @@
 import StrataLMDB
 import Foundation
+import StrataSupport
 
 /// The writer's counters that survive between batches. Owned by the writer
 /// thread; a batch works on a copy and the copy replaces this only after its

@@ -1,3 +1,4 @@
+import StrataSupport
 /// A unit of work queued to a tenant's writer.
 enum WriteOperation: Sendable {
     /// Appends to one or more streams, atomically (all or nothing).

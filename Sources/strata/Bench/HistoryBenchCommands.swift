@@ -62,7 +62,7 @@ struct SubscribeBenchCommand: AsyncParsableCommand {
                 break
             }
         }
-        let catchUp = (ContinuousClock.now - catchUpStart).secondsDouble
+        let catchUp = (ContinuousClock.now - catchUpStart).seconds
         print(String(format: "catch-up: %d events up to position %llu in %.2f s: %.0f events/s", delivered, caughtUpAt, catchUp,
                      Double(delivered) / catchUp))
 
@@ -146,7 +146,7 @@ struct TemporalBenchCommand: AsyncParsableCommand {
         // One writer, so each append is its own commit with its own time.
         try await prepareEvents(client, count: events, stream: stream, spread: false, eventSize: eventSize, concurrency: 1,
                                 batchSize: batch)
-        let appended = (ContinuousClock.now - prepareStart).secondsDouble
+        let appended = (ContinuousClock.now - prepareStart).seconds
         let snapshotStart = ContinuousClock.now
         let revisions = Array(stride(from: UInt64(snapshotEvery - 1), to: UInt64(events), by: snapshotEvery))
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -161,7 +161,7 @@ struct TemporalBenchCommand: AsyncParsableCommand {
             try await group.waitForAll()
         }
         print(String(format: "prepared: %d events in %.1f s, %d snapshots in %.1f s", events, appended, revisions.count,
-                     (ContinuousClock.now - snapshotStart).secondsDouble))
+                     (ContinuousClock.now - snapshotStart).seconds))
         if let first = revisions.first, try await client.loadSnapshot(of: stream, at: .revision(first)) == nil {
             print("warning: the server did not keep the early snapshots (STRATA_STORAGE_SNAPSHOTS_PER_STREAM is below \(revisions.count)); loads will replay long runs of events")
         }
@@ -180,7 +180,7 @@ struct TemporalBenchCommand: AsyncParsableCommand {
             histogram.record(UInt64((ContinuousClock.now - t0).nanoseconds))
             eventsLoaded += aggregate.events.count
         }
-        let elapsed = (ContinuousClock.now - start).secondsDouble
+        let elapsed = (ContinuousClock.now - start).seconds
         print(String(format: "aggregate as of a random time: %d loads in %.2f s (%.0f/s), %.1f events after the snapshot on average; latency p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms",
                      loads, elapsed, Double(loads) / elapsed, Double(eventsLoaded) / Double(loads),
                      Double(histogram.valueAtPercentile(50)) / 1e6, Double(histogram.valueAtPercentile(99)) / 1e6,

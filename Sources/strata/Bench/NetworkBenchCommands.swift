@@ -97,7 +97,7 @@ struct AppendBenchCommand: AsyncParsableCommand {
             }
             try await group.waitForAll()
         }
-        let elapsed = (ContinuousClock.now - start).secondsDouble
+        let elapsed = (ContinuousClock.now - start).seconds
         let total = Double(callers * appendsPerCaller * batch)
         print(String(format: "appended %.0f events in %.2f s: %.0f events/s (%.0f appends/s); latency %@",
                      total, elapsed, total / elapsed, Double(callers * appendsPerCaller) / elapsed, recorder.summary()))
@@ -141,7 +141,7 @@ struct ReadBenchCommand: AsyncParsableCommand {
                 count += 1
                 bytes &+= event.data.count
             }
-            let elapsed = (ContinuousClock.now - start).secondsDouble
+            let elapsed = (ContinuousClock.now - start).seconds
             print(String(format: "read pass %d: %d events (%.1f MiB of data) in %.2f s: %.0f events/s", pass, count,
                          Double(bytes) / 1048576, elapsed, Double(count) / elapsed))
         }

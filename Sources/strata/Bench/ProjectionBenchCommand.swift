@@ -62,7 +62,7 @@ struct ProjectionBenchCommand: ParsableCommand {
             _ = try store.append(to: "bench-\(written / 1000 % 100)", expected: .any, events: batch)
             written += count
         }
-        print(String(format: "  wrote %d events in %.2f s", events, (ContinuousClock.now - started).secondsDouble))
+        print(String(format: "  wrote %d events in %.2f s", events, (ContinuousClock.now - started).seconds))
         let head = try store.headPosition()
 
         for interval in intervals {
@@ -76,14 +76,14 @@ struct ProjectionBenchCommand: ParsableCommand {
             let start = ContinuousClock.now
             try engine.create(name: name, script: Self.script)
             let status = try engine.waitForCheckpoint(name, position: head, timeout: .seconds(3600))
-            let elapsed = (ContinuousClock.now - start).secondsDouble
+            let elapsed = (ContinuousClock.now - start).seconds
             engine.stopAll()
             guard status.state == .running, status.checkpoint >= head else {
                 throw ValidationError("the projection stopped: \(status.state.rawValue) \(status.fault ?? "")")
             }
             let after = store.commitStatistics
             let commits = after.batches - before.batches
-            let commitTime = (after.commitTime - before.commitTime).secondsDouble + (after.buildTime - before.buildTime).secondsDouble
+            let commitTime = (after.commitTime - before.commitTime).seconds + (after.buildTime - before.buildTime).seconds
             let state = try engine.state(name).json.map { String(decoding: $0, as: UTF8.self) } ?? "?"
             print(String(format: "  checkpoint every %7d events: %9.0f events/s (%.2f s), %5d commits, %.1f ms per commit (%.1f%% of the run)",
                          interval, Double(status.eventsHandled) / elapsed, elapsed, commits,

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Histogram
 import StrataStorage
+import StrataSupport
 
 /// `strata bench storage`: the in-process event store under load. Three
 /// phases on one fresh tenant: single-event appends from many threads (each
@@ -94,7 +95,7 @@ struct StorageBenchCommand: ParsableCommand {
             }
             results.set(thread, histogram: histogram, failure: failure)
         }
-        let elapsed = (ContinuousClock.now - start).secondsDouble
+        let elapsed = (ContinuousClock.now - start).seconds
         if let failure = results.failure { throw ValidationError("\(name) failed: \(failure)") }
         let histogram = results.merged()
         let after = store.commitStatistics
@@ -104,17 +105,17 @@ struct StorageBenchCommand: ParsableCommand {
                      name, threads, appendsPerThread, eventsPerAppend, events, elapsed, events / elapsed,
                      Double(histogram.valueAtPercentile(50)) / 1e6, Double(histogram.valueAtPercentile(99)) / 1e6,
                      Double(histogram.valueAtPercentile(99.9)) / 1e6))
-        let build = (after.buildTime - before.buildTime).secondsDouble
-        let commit = (after.commitTime - before.commitTime).secondsDouble
+        let build = (after.buildTime - before.buildTime).seconds
+        let commit = (after.commitTime - before.commitTime).seconds
         print(String(format: "    %d commits (%.0f/s), %.1f appends per commit; writer busy %.0f%%: building %.3f ms, committing (pages + fsync) %.3f ms per commit",
                      commits, Double(commits) / elapsed, Double(after.operations - before.operations) / Double(max(1, commits)),
                      100 * (build + commit) / elapsed, 1000 * build / Double(max(1, commits)), 1000 * commit / Double(max(1, commits))))
         let flushes = after.indexFlushes - before.indexFlushes
         if flushes > 0 {
             print(String(format: "    %d stream-index flushes, %.1f ms and %.0f entries each (%.0f%% of the time)",
-                         flushes, 1000 * (after.indexFlushTime - before.indexFlushTime).secondsDouble / Double(flushes),
+                         flushes, 1000 * (after.indexFlushTime - before.indexFlushTime).seconds / Double(flushes),
                          Double(after.indexEntriesFlushed - before.indexEntriesFlushed) / Double(flushes),
-                         100 * (after.indexFlushTime - before.indexFlushTime).secondsDouble / elapsed))
+                         100 * (after.indexFlushTime - before.indexFlushTime).seconds / elapsed))
         }
     }
 
@@ -129,7 +130,7 @@ struct StorageBenchCommand: ParsableCommand {
             for event in slice.events { bytes &+= Int(event.revision & 1) }
             next = slice.nextPosition
         }
-        let elapsed = (ContinuousClock.now - start).secondsDouble
+        let elapsed = (ContinuousClock.now - start).seconds
         print(String(format: "$all read (%@ pass): %d events in %.2f s: %.0f events/s (pages of 10,000, one read transaction each)",
                      pass, count, elapsed, Double(count) / elapsed) + (bytes < 0 ? "" : ""))
     }
@@ -178,12 +179,3 @@ func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     group.wait()
 }
 
-extension Duration {
-    var secondsDouble: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-
-    var nanoseconds: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
-    }
-}

@@ -1,0 +1,48 @@
+import StrataProto
+import StrataSupport
+
+extension ExpectedRevision {
+    /// The protobuf form (`strata.v1.ExpectedRevision`).
+    public var proto: Strata_V1_ExpectedRevision {
+        var out = Strata_V1_ExpectedRevision()
+        switch self {
+        case .any: out.any = Strata_V1_Empty()
+        case .noStream: out.noStream = Strata_V1_Empty()
+        case .streamExists: out.streamExists = Strata_V1_Empty()
+        case .exact(let revision): out.exact = revision
+        }
+        return out
+    }
+
+    /// From the protobuf form; unset means `.any`.
+    public init(proto: Strata_V1_ExpectedRevision?) {
+        switch proto?.kind {
+        case .none, .any: self = .any
+        case .noStream: self = .noStream
+        case .streamExists: self = .streamExists
+        case .exact(let revision): self = .exact(revision)
+        }
+    }
+}
+
+extension ActualRevision {
+    /// The protobuf form (`strata.v1.ActualRevision`).
+    public var proto: Strata_V1_ActualRevision {
+        var out = Strata_V1_ActualRevision()
+        switch self {
+        case .noStream: out.noStream = Strata_V1_Empty()
+        case .deleted(let last): out.deletedLastRevision = last
+        case .revision(let revision): out.revision = revision
+        }
+        return out
+    }
+
+    /// From the protobuf form; unset means `.noStream`.
+    public init(proto: Strata_V1_ActualRevision) {
+        switch proto.kind {
+        case .revision(let revision): self = .revision(revision)
+        case .deletedLastRevision(let last): self = .deleted(lastRevision: last)
+        case .noStream, .none: self = .noStream
+        }
+    }
+}
