@@ -52,7 +52,7 @@ let package = Package(
         ),
         .target(
             name: "StrataStorage",
-            dependencies: ["StrataLMDB", "StrataSupport"]
+            dependencies: ["StrataLMDB", "StrataSupport", .product(name: "Logging", package: "swift-log")]
         ),
         // The Lua sandbox and the projection engine: scripts run against a
         // tenant's events, state and checkpoints commit with the store's writer.

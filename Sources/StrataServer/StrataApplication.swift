@@ -90,6 +90,7 @@ public final class StrataApplication: Sendable {
         // 2.
         let metrics = ServerMetrics()
         var storageOptions = configuration.storage
+        storageOptions.store.logger = logger
         let observer = storageOptions.store.commitObserver
         storageOptions.store.commitObserver = { batch in
             metrics.committed(batch)

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import StrataProto
 import StrataStorage
+import StrataSupport
 import StrataWire
 
 /// A long admin operation (backup, restore, verify, compact) served as a
@@ -14,10 +15,9 @@ import StrataWire
 /// released and the work's next progress report returns false, which
 /// cancels the operation.
 final class OperationSource: ServerStreamSource {
-    /// Shared by the source (connection queue) and the work (Dispatch).
-    /// `@unchecked Sendable`: every field is guarded by `lock`.
-    private final class Shared: @unchecked Sendable {
-        let lock = NSLock()
+    /// Shared by the source (connection queue) and the work (Dispatch),
+    /// owned by the `Locked` that holds it.
+    private struct Shared {
         var pending: [[UInt8]] = []
         var lastIsProgress = false
         var finished = false
@@ -26,7 +26,7 @@ final class OperationSource: ServerStreamSource {
         var wake: (@Sendable () -> Void)?
     }
 
-    private let shared = Shared()
+    private let shared = Locked(Shared())
     private let work: @Sendable (_ progress: ProgressHandler) throws -> Strata_V1_OperationUpdate
 
     init(_ work: @escaping @Sendable (_ progress: ProgressHandler) throws -> Strata_V1_OperationUpdate) {
@@ -34,13 +34,13 @@ final class OperationSource: ServerStreamSource {
     }
 
     deinit {
-        shared.lock.withLock { shared.cancelled = true }
+        shared.withLock { $0.cancelled = true }
     }
 
     func start(wake: @escaping @Sendable () -> Void) {
         let shared = self.shared
         let work = self.work
-        shared.lock.withLock { shared.wake = wake }
+        shared.withLock { $0.wake = wake }
         DispatchQueue.global().async {
             let report: ProgressHandler = { progress in
                 var message = Strata_V1_OperationUpdate()
@@ -51,7 +51,7 @@ final class OperationSource: ServerStreamSource {
                     $0.unit = progress.unit
                 }
                 let bytes: [UInt8] = (try? message.serializedBytes()) ?? []
-                let (go, wake) = shared.lock.withLock { () -> (Bool, (@Sendable () -> Void)?) in
+                let (go, wake) = shared.withLock { shared -> (Bool, (@Sendable () -> Void)?) in
                     if shared.lastIsProgress, !shared.pending.isEmpty { shared.pending.removeLast() }
                     shared.pending.append(bytes)
                     shared.lastIsProgress = true
@@ -66,7 +66,7 @@ final class OperationSource: ServerStreamSource {
             } catch {
                 outcome = .failure(RPCError(any: error))
             }
-            let wake = shared.lock.withLock { () -> (@Sendable () -> Void)? in
+            let wake = shared.withLock { shared -> (@Sendable () -> Void)? in
                 switch outcome {
                 case .success(let bytes):
                     shared.pending.append(bytes)
@@ -82,7 +82,7 @@ final class OperationSource: ServerStreamSource {
     }
 
     func next(max: Int) throws(RPCError) -> (messages: [[UInt8]], finished: Bool) {
-        let (messages, finished, failure) = shared.lock.withLock { () -> ([[UInt8]], Bool, RPCError?) in
+        let (messages, finished, failure) = shared.withLock { shared -> ([[UInt8]], Bool, RPCError?) in
             let take = Array(shared.pending.prefix(max))
             shared.pending.removeFirst(take.count)
             if shared.pending.isEmpty { shared.lastIsProgress = false }

@@ -1,6 +1,11 @@
+import Logging
 import StrataLMDB
+
 /// Settings of one tenant's event store.
 public struct EventStoreOptions: Sendable {
+    /// Where the store reports what it recovers from (a failed index
+    /// flush, a preallocation that could not be written).
+    public var logger = Logger(label: "strata.storage")
     /// The LMDB map size: the tenant's size quota. LMDB reserves address
     /// space, not disk, so a generous value costs nothing until used.
     public var mapSize: Int = 8 << 30

@@ -1,5 +1,7 @@
 import StrataLMDB
 import Foundation
+import StrataSupport
+import Logging
 
 /// The one writer of a tenant. Appends from any number of threads queue here;
 /// a dedicated thread takes everything queued (up to `maxBatchEvents`),
@@ -43,18 +45,14 @@ final class GroupCommitWriter: @unchecked Sendable {
     private var oldestUnflushed: ContinuousClock.Instant?
 
     /// Committed batches and the events in them, for benchmarks and metrics.
-    private let statsLock = NSLock()
-    private var committedBatches = 0
-    private var committedOperations = 0
-    private var buildTime = Duration.zero
-    private var commitTime = Duration.zero
-    private var indexFlushes = 0
-    private var indexFlushTime = Duration.zero
-    private var indexEntriesFlushed = 0
+    private let stats = Locked(CommitStatistics())
+    /// Where failures the writer recovers from are reported.
+    private let logger: Logger
 
     init(env: Environment, dbs: TenantDatabases, tenant: String, indexTail: StreamIndexTail,
          options: EventStoreOptions, commits: CommitNotifier) throws {
         self.commits = commits
+        self.logger = options.logger
         self.env = env
         self.dbs = dbs
         self.tenant = tenant
@@ -127,13 +125,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         condition.unlock()
     }
 
-    var statistics: CommitStatistics {
-        statsLock.lock()
-        defer { statsLock.unlock() }
-        return CommitStatistics(batches: committedBatches, operations: committedOperations,
-                                buildTime: buildTime, commitTime: commitTime, indexFlushes: indexFlushes,
-                                indexFlushTime: indexFlushTime, indexEntriesFlushed: indexEntriesFlushed)
-    }
+    var statistics: CommitStatistics { stats.withLock { $0 } }
 
     // MARK: - Writer thread
 
@@ -165,7 +157,12 @@ final class GroupCommitWriter: @unchecked Sendable {
             }
             // After the answers: a new step of zeros delays only the next commit.
             if let preallocator, !batch.isEmpty || flushedIndex {
+                let failedBefore = preallocator.failedWrites
                 preallocator.ensureHeadroom(usedBytes: env.usage().usedBytes)
+                if preallocator.failedWrites > failedBefore {
+                    logger.warning("could not write zeros ahead of the data file (a full disk?); preallocation pauses until LMDB grows the file",
+                                   metadata: ["tenant": "\(tenant)", "failed_writes": "\(preallocator.failedWrites)"])
+                }
             }
             if now - lastReaderCheck >= readerCheckInterval {
                 env.checkReaders()
@@ -262,12 +259,12 @@ final class GroupCommitWriter: @unchecked Sendable {
         counters = work.counters
         counters.clock.advance(to: commitTime)
         let finished = ContinuousClock.now
-        statsLock.lock()
-        committedBatches += 1
-        committedOperations += batch.count
-        buildTime += built - started
-        self.commitTime += finished - built
-        statsLock.unlock()
+        stats.withLock { stats in
+            stats.batches += 1
+            stats.operations += batch.count
+            stats.buildTime += built - started
+            stats.commitTime += finished - built
+        }
         for (write, outcome) in zip(batch, work.outcomes) {
             write.complete(outcome)
         }
@@ -298,14 +295,15 @@ extension GroupCommitWriter {
             }
             indexTail.flushed(through: head, entries: count)
             oldestUnflushed = nil
-            statsLock.lock()
-            indexFlushes += 1
-            indexFlushTime += ContinuousClock.now - started
-            indexEntriesFlushed += count
-            statsLock.unlock()
+            stats.withLock { stats in
+                stats.indexFlushes += 1
+                stats.indexFlushTime += ContinuousClock.now - started
+                stats.indexEntriesFlushed += count
+            }
         } catch {
             oldestUnflushed = ContinuousClock.now  // try again after an interval, not after every commit
-            FileHandle.standardError.write(Data("strata: tenant \(tenant): writing the stream index failed (\(error)); its entries stay in memory and are retried\n".utf8))
+            logger.error("writing the stream index failed; its entries stay in memory and are retried",
+                         metadata: ["tenant": "\(tenant)", "error": "\(error)"])
         }
     }
 }
@@ -314,14 +312,14 @@ extension GroupCommitWriter {
 /// time spent building transactions versus committing them (the commit
 /// includes writing pages and fsync).
 public struct CommitStatistics: Sendable {
-    public let batches: Int
-    public let operations: Int
-    public let buildTime: Duration
-    public let commitTime: Duration
+    public internal(set) var batches = 0
+    public internal(set) var operations = 0
+    public internal(set) var buildTime = Duration.zero
+    public internal(set) var commitTime = Duration.zero
     /// Bulk writes of the in-memory stream-index entries, their time and size.
-    public let indexFlushes: Int
-    public let indexFlushTime: Duration
-    public let indexEntriesFlushed: Int
+    public internal(set) var indexFlushes = 0
+    public internal(set) var indexFlushTime = Duration.zero
+    public internal(set) var indexEntriesFlushed = 0
 }
 
 extension GroupCommitWriter {

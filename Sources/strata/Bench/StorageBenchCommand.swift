@@ -137,27 +137,29 @@ struct StorageBenchCommand: ParsableCommand {
 }
 
 /// Per-thread results, each slot written by its own thread once; read after
-/// every thread has finished (`runThreads` joins them), under the lock.
-final class ThreadResults: @unchecked Sendable {
-    private let lock = NSLock()
-    private var histograms: [Histogram<UInt64>?]
-    private var failures: [String] = []
+/// every thread has finished (`runThreads` joins them). Owned by `state`'s lock.
+final class ThreadResults: Sendable {
+    private struct State {
+        var histograms: [Histogram<UInt64>?]
+        var failures: [String] = []
+    }
+    private let state: Locked<State>
 
-    init(count: Int) { histograms = Array(repeating: nil, count: count) }
+    init(count: Int) { state = Locked(State(histograms: Array(repeating: nil, count: count))) }
 
     func set(_ index: Int, histogram: Histogram<UInt64>, failure: String?) {
-        lock.lock()
-        defer { lock.unlock() }
-        histograms[index] = histogram
-        if let failure { failures.append(failure) }
+        state.withLock { state in
+            state.histograms[index] = histogram
+            if let failure { state.failures.append(failure) }
+        }
     }
 
-    var failure: String? { lock.withLock { failures.first } }
+    var failure: String? { state.withLock { $0.failures.first } }
 
     func merged() -> Histogram<UInt64> {
-        lock.withLock {
+        state.withLock { state in
             var total = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
-            for histogram in histograms.compactMap({ $0 }) { total.add(histogram) }
+            for histogram in state.histograms.compactMap({ $0 }) { total.add(histogram) }
             return total
         }
     }
