@@ -3,7 +3,6 @@ import StrataProto
 import StrataSupport
 import StrataWire
 import SwiftProtobuf
-import Synchronization
 
 /// A call waiting for its response, fed by the connection's reader thread.
 /// Thread-safe: its state is guarded by `lock`.

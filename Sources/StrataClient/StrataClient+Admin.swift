@@ -1,4 +1,3 @@
-import Foundation
 import StrataProto
 import StrataWire
 import SwiftProtobuf

@@ -167,11 +167,6 @@ public final class Environment: @unchecked Sendable {
         return (info.me_mapsize, (info.me_last_pgno + 1) * Int(pageStats.ms_psize))
     }
 
-    /// Writes a consistent copy of the environment into the existing empty
-    /// directory `path`; `compact` omits free pages. Runs alongside writers.
-    public func copy(to path: String, compact: Bool) throws(LMDBError) {
-        try lmdbCheck(mdb_env_copy2(handle, path, compact ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2(\(path))")
-    }
 }
 
 extension Environment {

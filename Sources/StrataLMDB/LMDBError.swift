@@ -42,6 +42,8 @@ public struct LMDBError: Error, Equatable, Sendable, CustomStringConvertible {
         public static let ioError = Code(rawValue: EIO)
         /// The disk is full (`ENOSPC`).
         public static let noSpace = Code(rawValue: ENOSPC)
+        /// The owner's disk quota is used up (`EDQUOT`).
+        public static let diskQuotaExceeded = Code(rawValue: EDQUOT)
         /// Out of memory (`ENOMEM`).
         public static let outOfMemory = Code(rawValue: ENOMEM)
 

@@ -104,12 +104,6 @@ public struct WriteTransaction: TransactionReads, ~Copyable {
         return true
     }
 
-    /// Removes every entry of `db` (the database itself stays).
-    @available(*, noasync)
-    public func clear(_ db: Database) throws(LMDBError) {
-        try lmdbCheck(mdb_drop(handle.pointer, db.dbi, 0), "mdb_drop(\(db.name))")
-    }
-
     /// Opens or creates a named database inside this transaction.
     public func openDatabase(_ name: String, flags: DatabaseFlags = []) throws(LMDBError) -> Database {
         var dbi: MDB_dbi = 0

@@ -1,7 +1,5 @@
-import Foundation
 import StrataStorage
 import StrataSupport
-import Synchronization
 
 /// A tenant's projections: loads them, runs each on its own queue, and
 /// answers operators' commands and state queries.

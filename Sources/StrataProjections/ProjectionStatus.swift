@@ -1,5 +1,3 @@
-import Foundation
-import StrataStorage
 
 /// What a projection is doing, as reported to operators.
 public struct ProjectionStatus: Sendable, Hashable {

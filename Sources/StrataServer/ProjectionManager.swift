@@ -1,8 +1,6 @@
-import Foundation
 import StrataProjections
 import StrataStorage
 import StrataSupport
-import Synchronization
 
 /// The projection engines of every tenant that has projections. Each engine
 /// holds a lease on its tenant, so a tenant with running projections stays

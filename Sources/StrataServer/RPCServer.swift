@@ -2,10 +2,8 @@ import Dispatch
 import Foundation
 import Logging
 import StrataProjections
-import StrataStorage
 import StrataSupport
 import StrataWire
-import Synchronization
 
 /// The RPC server: a listening socket, its connections, the router they
 /// share, and the metrics endpoint. `StrataApplication` builds it with every

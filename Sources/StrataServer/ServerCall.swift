@@ -1,4 +1,3 @@
-import Dispatch
 import StrataWire
 
 /// One call on a connection. Confined to the connection's queue.

@@ -1,4 +1,3 @@
-import StrataStorage
 import StrataWire
 
 /// Everything the server needs to run. Limits are configured numbers with

@@ -1,4 +1,3 @@
-import Foundation
 import StrataProto
 import StrataStorage
 import StrataWire

@@ -3,7 +3,6 @@ import Logging
 import StrataProjections
 import StrataStorage
 import StrataSupport
-import StrataWire
 
 /// Strata, whole: the data-directory lock, the storage engine, the system
 /// store (tenants and keys), the projection engines, the tenant directory,

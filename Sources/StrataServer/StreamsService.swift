@@ -2,7 +2,6 @@ import Foundation
 import StrataProto
 import StrataStorage
 import StrataWire
-import SwiftProtobuf
 import StrataSupport
 
 /// The Streams service on the storage engine. Appends go through the

@@ -1,4 +1,3 @@
-import Dispatch
 import StrataStorage
 import StrataWire
 import Synchronization

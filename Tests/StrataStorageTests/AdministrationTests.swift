@@ -145,6 +145,28 @@ struct AdministrationTests {
         #expect(try engine.lease("busy").store.headPosition() == 0)
     }
 
+    @Test("a retired tenant's files leave its name at once and go for good at the next removal of leftovers")
+    func retireAndRemoveLeftovers() throws {
+        let directory = TemporaryDirectory()
+        let engine = try StorageEngine(options: StorageEngineOptions(dataDirectory: directory.path))
+        defer { engine.close() }
+        let lease = try engine.createTenant("gone")
+        lease.release()
+        let exclusion = try engine.exclude("gone", refusal: .tenantNotFound(name: "gone"))
+        try exclusion.closeWhenIdle(timeout: .seconds(5))
+        let retired = try engine.retireFiles(of: exclusion)
+        exclusion.end()
+        #expect(!engine.tenantExists("gone"))
+        #expect(engine.listTenants().isEmpty)
+        #expect(FileManager.default.fileExists(atPath: retired.path))
+        #expect((retired.path as NSString).lastPathComponent.hasPrefix(".deleted-gone-"))
+        // As after a crash before the files were removed: start-up's sweep takes them.
+        let notes = engine.removeLeftovers()
+        #expect(notes.count == 1 && notes[0].contains(".deleted-gone-"))
+        #expect(!FileManager.default.fileExists(atPath: retired.path))
+        #expect(engine.removeLeftovers().isEmpty)
+    }
+
     @Test("the system store keeps tenants and keys; removing a tenant removes its keys")
     func systemStore() throws {
         let directory = TemporaryDirectory()

@@ -121,14 +121,3 @@ struct ConcurrencyTests {
     }
 }
 
-/// A value guarded by a lock, for collecting results from threads in tests.
-final class Locked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func withLock<R>(_ body: (inout Value) -> R) -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return body(&value)
-    }
-}

@@ -1,12 +1,9 @@
 import Dispatch
-import Foundation
-import StrataProjections
 import StrataProto
 import StrataStorage
 import StrataSupport
 import StrataWire
 import SwiftProtobuf
-import Synchronization
 
 /// The Admin service (proto/strata/v1/admin.proto). Tenant management needs
 /// the server admin key; the rest acts on the call's tenant and needs its

@@ -49,12 +49,7 @@ public final class TenantDirectory: Sendable {
     /// of an interrupted deletion or compaction are removed, and quotas are
     /// handed to the storage engine. Returns one line per change made.
     public func reconcile() throws(StorageError) -> [String] {
-        var notes: [String] = []
-        let tenantsPath = (engine.options.dataDirectory as NSString).appendingPathComponent("tenants")
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: tenantsPath)) ?? [] where entry.hasPrefix(".") {
-            try? FileManager.default.removeItem(atPath: (tenantsPath as NSString).appendingPathComponent(entry))
-            notes.append("removed \(entry), left by an interrupted deletion, compaction or restore")
-        }
+        var notes = engine.removeLeftovers()
         let registered = try system.tenants()
         let names = Set(registered.map(\.name))
         for name in engine.listTenants() where !names.contains(name) {
@@ -130,14 +125,14 @@ public final class TenantDirectory: Sendable {
         }
         // Renamed first (atomic), so a crash from here on leaves a hidden
         // directory that start-up removes, never half a tenant.
-        let path = engine.directory(of: name)
-        let doomed = (path as NSString).deletingLastPathComponent + "/.deleted-\(name)-\(UUID().uuidString)"
-        if rename(path, doomed) != 0 {
+        let retired: RetiredTenantFiles
+        do {
+            retired = try engine.retireFiles(of: exclusion)
+        } catch {
             exclusion.end()
             try? projections.restart(tenant: name)
-            throw StorageError.fileOperation(path: path, reason: "cannot remove: \(String(cString: strerror(errno)))")
+            throw error
         }
-        StorageEngine.syncDirectory((path as NSString).deletingLastPathComponent)
         // Keys and registration go in one transaction. Should it fail, the
         // files are already out of the way: the next start-up unregisters a
         // tenant whose directory is gone.
@@ -152,7 +147,7 @@ public final class TenantDirectory: Sendable {
         engine.setQuota(name, bytes: nil)
         projections.forget(tenant: name)
         exclusion.end()
-        try? FileManager.default.removeItem(atPath: doomed)
+        retired.remove()
         metrics?.forgetTenant(name)
         logger.notice("tenant deleted: \(ended) streaming call(s) ended, \(stopped) projection(s) stopped, \(keys) key(s) removed",
                       metadata: ["tenant": "\(name)"])
@@ -210,24 +205,20 @@ public final class TenantDirectory: Sendable {
         try Self.validateBackupName(parts[1])
         try Self.validateQuota(maxSizeBytes)
         let directory = backupPath(tenant: parts[0], name: parts[1])
-        // backup.json is written last: without it the backup is partial.
-        guard FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("backup.json")) else {
-            throw StorageError.backupNotFound(name: source)
-        }
+        guard BackupManifest.isComplete(directory) else { throw StorageError.backupNotFound(name: source) }
         if try system.tenant(name) != nil || engine.tenantExists(name) { throw StorageError.tenantExists(name: name) }
         let exclusion = try engine.exclude(name, refusal: .tenantNotFound(name: name))
         defer { exclusion.end() }
-        let file = (directory as NSString).appendingPathComponent("data.mdb")
+        let file = BackupManifest.dataFile(in: directory)
         try engine.restore(exclusion, from: file, progress: progress)
         engine.setQuota(name, bytes: maxSizeBytes)
         let record = TenantRecord(name: name, createdAt: Self.now, maxSizeBytes: maxSizeBytes)
         do {
-            let store = try EventStore(path: engine.directory(of: name), tenant: name, options: engine.storeOptions(for: name))
-            store.close()
+            try engine.checkRestored(exclusion)
             try system.insertTenant(record)
         } catch {
             // Nothing opened the tenant through the engine (it is excluded).
-            try? FileManager.default.removeItem(atPath: engine.directory(of: name))
+            try? engine.removeFiles(of: exclusion)
             engine.setQuota(name, bytes: nil)
             throw error
         }

@@ -1,7 +1,6 @@
 import Dispatch
 import StrataSupport
 import StrataWire
-import Synchronization
 
 /// Lets services end other calls: those of a revoked key, of a tenant being
 /// deleted or compacted. Created before the server (services are built

@@ -1,7 +1,6 @@
 import Dispatch
 import Foundation
 import Logging
-import Synchronization
 
 /// A small HTTP/1.1 responder for operators' probes and scrapers, on the
 /// same POSIX socket layer as the RPC server: `GET` (or `HEAD`) of a path,

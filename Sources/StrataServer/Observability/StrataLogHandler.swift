@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Synchronization
 
 /// How log lines are written: `text` for people (one line: time, level,
 /// message, then `key=value` metadata), `json` for log shippers (one JSON

@@ -1,4 +1,5 @@
 import Glibc
+import StrataLMDB
 
 /// Free space on the file system holding a path, for telling a full disk
 /// from other write failures: LMDB reports a short page write (what a
@@ -16,9 +17,9 @@ enum DiskSpace {
     }
 
     /// Whether a write that failed with `code` failed for want of space.
-    static func isFull(after code: Int32, at path: String) -> Bool {
-        if code == ENOSPC || code == EDQUOT { return true }
-        guard code == EIO, let free = availableBytes(at: path) else { return false }
+    static func isFull(after code: LMDBError.Code, at path: String) -> Bool {
+        if code == .noSpace || code == .diskQuotaExceeded { return true }
+        guard code == .ioError, let free = availableBytes(at: path) else { return false }
         return free < fullBelowBytes
     }
 }

@@ -1,5 +1,4 @@
 import StrataSupport
-import Synchronization
 
 /// Tells observers that something was committed: the writer calls `notify`
 /// after every commit, with the position of the last committed event.

@@ -17,6 +17,19 @@ public struct TenantStatistics: Sendable, Equatable {
     public var fileBytes: UInt64
 }
 
+extension BackupManifest {
+    /// Whether `directory` holds a complete backup: its `backup.json` is
+    /// written last, so without it the backup is partial.
+    public static func isComplete(_ directory: String) -> Bool {
+        FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("backup.json"))
+    }
+
+    /// The data file of the backup in `directory`.
+    public static func dataFile(in directory: String) -> String {
+        (directory as NSString).appendingPathComponent("data.mdb")
+    }
+}
+
 /// Describes a backup; written as `backup.json` beside its `data.mdb`.
 public struct BackupManifest: Codable, Sendable, Equatable {
     public var tenant: String

@@ -1,4 +1,3 @@
-import Foundation
 import StrataLMDB
 
 /// Time queries. Every event carries its commit time (`recordedAt`,

@@ -1,5 +1,4 @@
 import Logging
-import StrataLMDB
 
 /// Settings of one tenant's event store.
 public struct EventStoreOptions: Sendable {

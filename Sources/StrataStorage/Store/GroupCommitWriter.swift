@@ -242,7 +242,7 @@ final class GroupCommitWriter: @unchecked Sendable {
                 batch[0].complete(.failure(failure))
             }
             return
-        } catch let error as LMDBError where DiskSpace.isFull(after: error.code.rawValue, at: env.path) {
+        } catch let error as LMDBError where DiskSpace.isFull(after: error.code, at: env.path) {
             let free = DiskSpace.availableBytes(at: env.path).map { "\($0) bytes free" } ?? "free space unknown"
             let failure = StorageError.diskFull(tenant: tenant, path: env.path, operation: "\(error); \(free)")
             for write in batch { write.complete(.failure(failure)) }

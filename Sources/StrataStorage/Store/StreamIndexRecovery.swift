@@ -1,4 +1,3 @@
-import Foundation
 import StrataLMDB
 
 /// Brings `stream-index` up to the log when a tenant opens.

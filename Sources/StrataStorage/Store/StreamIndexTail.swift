@@ -1,6 +1,4 @@
-import Foundation
 import StrataSupport
-import Synchronization
 
 /// The newest part of the stream index, kept in memory and written to the
 /// `stream-index` database in bulk.

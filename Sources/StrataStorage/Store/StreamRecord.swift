@@ -72,21 +72,11 @@ struct StreamRecord: Equatable {
     }
 }
 
-/// Read access shared by read and write transactions, so the stream loading
-/// logic exists once.
-protocol TransactionReading: ~Copyable {
-    func borrowValue(_ db: Database, key: UnsafeRawBufferPointer) throws(LMDBError) -> UnsafeRawBufferPointer?
-    func withCursor<R>(_ db: Database, _ body: (inout Cursor) throws -> R) throws -> R
-}
-
-extension ReadTransaction: TransactionReading {}
-extension WriteTransaction: TransactionReading {}
-
 extension TenantDatabases {
     /// Loads a stream's stored record; `nextRevision` is left 0 for the
     /// caller to derive (the newest index entries may still be in memory,
     /// see `StreamIndexTail`).
-    func loadStoredStream<T: TransactionReading & ~Copyable>(_ name: String, in txn: borrowing T, path: String) throws -> StreamRecord? {
+    func loadStoredStream<T: TransactionReads & ~Copyable>(_ name: String, in txn: borrowing T, path: String) throws -> StreamRecord? {
         var name = name
         let stored = try name.withUTF8 { try txn.borrowValue(streams, key: UnsafeRawBufferPointer($0)) }
         guard let stored else { return nil }
@@ -98,7 +88,7 @@ extension TenantDatabases {
 
     /// The next revision of stream `number` according to the `stream-index`
     /// database alone: one past its last stored entry.
-    func storedNextRevision<T: TransactionReading & ~Copyable>(ofStream number: UInt64, in txn: borrowing T) throws -> UInt64 {
+    func storedNextRevision<T: TransactionReads & ~Copyable>(ofStream number: UInt64, in txn: borrowing T) throws -> UInt64 {
         // The stream's last chunk: at (number, UInt64.max) or before.
         let last = try txn.withCursor(streamIndex) { cursor in
             try Keys.withStreamRevision(number, .max) { try cursor.seek(atOrBefore: $0) }
@@ -110,7 +100,7 @@ extension TenantDatabases {
     }
 
     /// The position stored for (stream number, revision) in `stream-index`.
-    func storedPosition<T: TransactionReading & ~Copyable>(ofStream number: UInt64, revision: UInt64, in txn: borrowing T) throws -> UInt64? {
+    func storedPosition<T: TransactionReads & ~Copyable>(ofStream number: UInt64, revision: UInt64, in txn: borrowing T) throws -> UInt64? {
         let offset = Int(revision % StreamIndexChunk.revisions)
         return try Keys.withStreamRevision(number, revision - UInt64(offset)) { key in
             try txn.borrowValue(streamIndex, key: key).flatMap { chunk in
@@ -150,7 +140,7 @@ extension TenantDatabases {
     }
 
     /// The position up to which `stream-index` is complete.
-    func indexWatermark<T: TransactionReading & ~Copyable>(in txn: borrowing T) throws -> UInt64? {
+    func indexWatermark<T: TransactionReads & ~Copyable>(in txn: borrowing T) throws -> UInt64? {
         try TenantDatabases.indexedThroughKey.withUnsafeBytes {
             try txn.borrowValue(meta, key: $0).map { Keys.decodeUInt64LE($0) }
         }
@@ -183,14 +173,14 @@ struct StoredIdentity {
 
 extension TenantDatabases {
     /// The position stored for an event id, if any.
-    func position<T: TransactionReading & ~Copyable>(ofEventID id: UUID, in txn: borrowing T) throws -> UInt64? {
+    func position<T: TransactionReads & ~Copyable>(ofEventID id: UUID, in txn: borrowing T) throws -> UInt64? {
         try withUnsafeBytes(of: id.uuid) { key in
             try txn.borrowValue(eventIDs, key: key).map { Keys.decodeUInt64LE($0) }
         }
     }
 
     /// The stream, revision and time of the event at `position`.
-    func identity<T: TransactionReading & ~Copyable>(at position: UInt64, in txn: borrowing T, path: String) throws -> StoredIdentity {
+    func identity<T: TransactionReads & ~Copyable>(at position: UInt64, in txn: borrowing T, path: String) throws -> StoredIdentity {
         let record = try Keys.withPosition(position) { try txn.borrowValue(log, key: $0) }
         guard let record, EventRecord.isValid(record) else {
             throw StorageError.corrupt(path: path, detail: "event-id index points at position \(position), which does not decode")

@@ -103,6 +103,48 @@ extension StorageEngine {
         }
     }
 
+    /// The first step of deleting a tenant: its directory is renamed (an
+    /// atomic step, made durable) to a hidden name, so a crash from here on
+    /// leaves a leftover that `removeLeftovers()` deletes at start-up, never
+    /// half a tenant. The tenant must be excluded and closed. Removing the
+    /// renamed files is the caller's last step (`RetiredTenantFiles.remove()`).
+    public func retireFiles(of exclusion: TenantExclusion) throws(StorageError) -> RetiredTenantFiles {
+        let path = directory(of: exclusion.tenant)
+        let parent = Self.tenantsDirectory(options.dataDirectory)
+        let hidden = (parent as NSString).appendingPathComponent(".deleted-\(exclusion.tenant)-\(UUID().uuidString)")
+        if rename(path, hidden) != 0 {
+            throw .fileOperation(path: path, reason: "cannot remove: \(String(cString: strerror(errno)))")
+        }
+        Self.syncDirectory(parent)
+        return RetiredTenantFiles(path: hidden)
+    }
+
+    /// Deletes what interrupted work left in the tenants directory (hidden
+    /// `.deleted-`, `.compact-` and `.restore-` entries). Run at start-up,
+    /// before any tenant opens. Returns one line per entry removed.
+    public func removeLeftovers() -> [String] {
+        let parent = Self.tenantsDirectory(options.dataDirectory)
+        var notes: [String] = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix(".") {
+            do {
+                try FileManager.default.removeItem(atPath: (parent as NSString).appendingPathComponent(entry))
+                notes.append("removed \(entry), left by an interrupted deletion, compaction or restore")
+            } catch {
+                notes.append("could not remove \(entry), left by an interrupted deletion, compaction or restore: \(error.localizedDescription)")
+            }
+        }
+        return notes
+    }
+
+    /// Opens a restored tenant once, directly (it is excluded, so no call
+    /// can reach it), which checks its schema and rebuilds its in-memory
+    /// index state, then closes it.
+    public func checkRestored(_ exclusion: TenantExclusion) throws(StorageError) {
+        let store = try EventStore(path: directory(of: exclusion.tenant), tenant: exclusion.tenant,
+                                   options: storeOptions(for: exclusion.tenant))
+        store.close()
+    }
+
     /// Rewrites an excluded, closed tenant's data file without free pages
     /// (LMDB's compacting copy), replacing the file atomically by rename.
     /// Returns the file sizes before and after.
@@ -215,5 +257,15 @@ extension StorageEngine {
             if !progress(done) { throw CancellationError() }
         }
         guard fsync(output) == 0 else { throw StorageError.fileOperation(path: destination, reason: String(cString: strerror(errno))) }
+    }
+}
+
+/// A deleted tenant's files under their hidden name, until removed.
+public struct RetiredTenantFiles: Sendable {
+    public let path: String
+
+    /// Removes the files; what fails to go is removed at the next start-up.
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: path)
     }
 }

@@ -3,7 +3,6 @@ import Foundation
 import Histogram
 import StrataClient
 import StrataSupport
-import Synchronization
 
 /// Appends `count` events in batches of up to `batchSize` from `concurrency`
 /// tasks, to `stream` (or to `stream-<n>` spread over 100 streams when `spread`).

@@ -3,7 +3,6 @@ import Foundation
 import Histogram
 import StrataClient
 import StrataSupport
-import Synchronization
 
 /// Options shared by the benchmarks that talk to a running server.
 struct BenchServerOptions: ParsableArguments {
