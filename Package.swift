@@ -42,7 +42,8 @@ let package = Package(
             pkgConfig: "lua5.4",
             providers: [.apt(["liblua5.4-dev"])]
         ),
-        // A lock ThreadSanitizer can see (Locked), used by every module.
+        // The shared vocabulary: a lock ThreadSanitizer can see (Locked),
+        // revisions, time-ordered ids, durations and timestamps.
         .target(name: "StrataSupport"),
         // The only importer of CLMDB: environments, non-copyable transactions
         // that exist only inside closures, cursors, named error codes.
@@ -133,6 +134,12 @@ let package = Package(
             dependencies: ["StrataServer", "StrataClient", "StrataWire", "StrataProto", "StrataStorage", "StrataProjections",
                            "StrataConformance", "StrataSupport", "StrataTestSupport",
                            .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log")]
+        ),
+        // The client's own codecs, without a server.
+        .testTarget(
+            name: "StrataClientTests",
+            dependencies: ["StrataClient", "StrataWire", "StrataProto", "StrataTestSupport",
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(
             name: "StrataWireTests",

@@ -26,7 +26,7 @@ struct TenantCommand: AsyncParsableCommand {
                 let client = try await connection.connect(asServerAdmin: true)
                 defer { client.close() }
                 let info = try await client.createTenant(name, maxSizeBytes: (maxSizeMib ?? 0) << 20)
-                if connection.json { printJSON(TenantCommand.object(info)) } else {
+                if connection.json { printJSON(TenantOutput(info)) } else {
                     print("created tenant '\(info.name)' (quota \(formatBytes(info.maxSizeBytes)))")
                     print("next: strata key create --tenant \(info.name) --role admin")
                 }
@@ -43,7 +43,7 @@ struct TenantCommand: AsyncParsableCommand {
                 let client = try await connection.connect(asServerAdmin: true)
                 defer { client.close() }
                 for info in try await client.tenants() {
-                    if connection.json { printJSON(TenantCommand.object(info)) } else {
+                    if connection.json { printJSON(TenantOutput(info)) } else {
                         print("\(info.name)\tquota \(formatBytes(info.maxSizeBytes))\tcreated \(formatTime(info.createdAt))")
                     }
                 }
@@ -63,7 +63,7 @@ struct TenantCommand: AsyncParsableCommand {
                 let client = try await connection.connect(asServerAdmin: true)
                 defer { client.close() }
                 let info = try await client.setTenantQuota(name, maxSizeBytes: maxSizeMib << 20)
-                if connection.json { printJSON(TenantCommand.object(info)) } else {
+                if connection.json { printJSON(TenantOutput(info)) } else {
                     print("tenant '\(info.name)' quota is now \(formatBytes(info.maxSizeBytes))")
                 }
             }
@@ -92,8 +92,8 @@ struct TenantCommand: AsyncParsableCommand {
                 defer { client.close() }
                 let result = try await client.deleteTenant(name, confirm: name)
                 if connection.json {
-                    printJSON(["deleted": name, "callsEnded": result.callsEnded, "projectionsStopped": result.projectionsStopped,
-                               "keysRemoved": result.keysRemoved])
+                    printJSON(TenantDeletedOutput(deleted: name, callsEnded: result.callsEnded,
+                                                  projectionsStopped: result.projectionsStopped, keysRemoved: result.keysRemoved))
                 } else {
                     print("deleted tenant '\(name)' (\(result.callsEnded) streaming call(s) ended, \(result.projectionsStopped) projection(s) stopped, \(result.keysRemoved) key(s) removed)")
                 }
@@ -112,10 +112,7 @@ struct TenantCommand: AsyncParsableCommand {
                 defer { client.close() }
                 let s = try await client.tenantStats()
                 if connection.json {
-                    printJSON(["tenant": s.name, "events": s.events, "streams": s.streams, "headPosition": s.headPosition,
-                               "lastWriteAt": s.lastWriteAt ?? 0, "usedBytes": s.usedBytes, "maxSizeBytes": s.maxSizeBytes,
-                               "fileBytes": s.fileBytes,
-                               "projections": s.projections.map { ["name": $0.name, "state": $0.state, "position": $0.position, "lag": $0.lag] }])
+                    printJSON(TenantStatsOutput(s))
                     return
                 }
                 let share = s.maxSizeBytes == 0 ? 0 : Double(s.usedBytes) / Double(s.maxSizeBytes) * 100
@@ -146,7 +143,7 @@ struct TenantCommand: AsyncParsableCommand {
                 let result = try await client.backupTenant(name: to) { bar.show($0) }
                 bar.finish()
                 if connection.json {
-                    printJSON(["backup": result.name, "path": result.path, "bytes": result.bytes, "headPositionAtLeast": result.headPositionAtLeast])
+                    printJSON(BackupOutput(backup: result.name, path: result.path, bytes: result.bytes, headPositionAtLeast: result.headPositionAtLeast))
                 } else {
                     print("backed up as \(result.path) in the server's backup directory (\(formatBytes(result.bytes)); every event up to position \(result.headPositionAtLeast) at least)")
                     print("restore with: strata tenant restore <new-name> --from \(result.path)")
@@ -169,7 +166,7 @@ struct TenantCommand: AsyncParsableCommand {
                 let bar = ProgressBar(enabled: !connection.json)
                 let info = try await client.restoreTenant(name, fromBackup: from, maxSizeBytes: (maxSizeMib ?? 0) << 20) { bar.show($0) }
                 bar.finish()
-                if connection.json { printJSON(TenantCommand.object(info)) } else {
+                if connection.json { printJSON(TenantOutput(info)) } else {
                     print("restored tenant '\(info.name)' from backup '\(from)'")
                     print("next: strata tenant verify \(info.name); strata key create --tenant \(info.name) --role admin")
                 }
@@ -192,10 +189,7 @@ struct TenantCommand: AsyncParsableCommand {
                 let result = try await client.verifyTenant(maxIssues: maxIssues) { bar.show($0) }
                 bar.finish()
                 if connection.json {
-                    printJSON(["consistent": result.isConsistent, "eventsChecked": result.eventsChecked,
-                               "streamsChecked": result.streamsChecked, "indexEntriesChecked": result.indexEntriesChecked,
-                               "headPosition": result.headPosition, "issueCount": result.issueCount,
-                               "issues": result.issues.map { ["kind": $0.kind, "position": $0.position, "stream": $0.stream, "detail": $0.detail] }])
+                    printJSON(VerifyOutput(result))
                 } else {
                     print("checked \(result.eventsChecked) events, \(result.streamsChecked) streams, \(result.indexEntriesChecked) index entries (head \(result.headPosition))")
                     if result.isConsistent {
@@ -228,15 +222,11 @@ struct TenantCommand: AsyncParsableCommand {
                 let bar = ProgressBar(enabled: !connection.json)
                 let sizes = try await client.compactTenant { bar.show($0) }
                 bar.finish()
-                if connection.json { printJSON(["bytesBefore": sizes.bytesBefore, "bytesAfter": sizes.bytesAfter]) } else {
+                if connection.json { printJSON(CompactOutput(bytesBefore: sizes.bytesBefore, bytesAfter: sizes.bytesAfter)) } else {
                     print("compacted: \(formatBytes(sizes.bytesBefore)) → \(formatBytes(sizes.bytesAfter))")
                 }
             }
         }
-    }
-
-    static func object(_ info: TenantInfo) -> [String: Any] {
-        ["name": info.name, "createdAt": info.createdAt, "maxSizeBytes": info.maxSizeBytes]
     }
 }
 
@@ -260,7 +250,7 @@ struct KeyCommand: AsyncParsableCommand {
                 let client = try await connection.connect()
                 defer { client.close() }
                 let (key, secret) = try await client.createKey(role: role, label: label)
-                if connection.json { printJSON(KeyCommand.object(key).merging(["secret": secret]) { $1 }) } else {
+                if connection.json { printJSON(KeyOutput(key, secret: secret)) } else {
                     print("created \(role.rawValue) key \(key.id) for tenant '\(key.tenant)'; its secret, shown only now:")
                     print(secret)
                 }
@@ -277,7 +267,7 @@ struct KeyCommand: AsyncParsableCommand {
                 let client = try await connection.connect()
                 defer { client.close() }
                 for key in try await client.keys() {
-                    if connection.json { printJSON(KeyCommand.object(key)) } else {
+                    if connection.json { printJSON(KeyOutput(key)) } else {
                         let state = key.revokedAt.map { "revoked \(formatTime($0))" } ?? "active"
                         print("\(key.id)\t\(key.role?.rawValue ?? "?")\t\(state)\tcreated \(formatTime(key.createdAt))\t\(key.label)")
                     }
@@ -297,14 +287,9 @@ struct KeyCommand: AsyncParsableCommand {
                 let client = try await connection.connect()
                 defer { client.close() }
                 let key = try await client.revokeKey(id)
-                if connection.json { printJSON(KeyCommand.object(key)) } else { print("revoked key \(key.id) of tenant '\(key.tenant)'") }
+                if connection.json { printJSON(KeyOutput(key)) } else { print("revoked key \(key.id) of tenant '\(key.tenant)'") }
             }
         }
-    }
-
-    static func object(_ key: KeyInfo) -> [String: Any] {
-        ["id": key.id, "tenant": key.tenant, "role": key.role?.rawValue ?? "", "label": key.label,
-         "createdAt": key.createdAt, "revokedAt": key.revokedAt ?? 0]
     }
 }
 

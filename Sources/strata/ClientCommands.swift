@@ -61,8 +61,7 @@ func parseExpected(_ text: String) throws -> StrataClient.ExpectedRevision {
 func printEvent(_ event: StrataClient.RecordedEvent, json: Bool) {
     let data = String(decoding: event.data, as: UTF8.self)
     if json {
-        printJSON(["stream": event.stream, "revision": event.revision, "position": event.position, "type": event.type,
-                   "id": event.id.uuidString.lowercased(), "recordedAt": event.recordedAt, "data": data])
+        printJSON(EventOutput(event))
     } else {
         print("\(event.position)\t\(event.stream)@\(event.revision)\t\(event.type)\t\(formatTime(event.recordedAt))\t\(data)")
     }
@@ -124,11 +123,6 @@ func parseTime(_ text: String, option: String) throws -> Int64 {
     return nanoseconds + fractionNanos
 }
 
-func printJSON(_ object: [String: Any]) {
-    if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
-        print(String(decoding: data, as: UTF8.self))
-    }
-}
 
 struct AppendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "append", abstract: "Append one event to a stream.")
@@ -155,8 +149,8 @@ struct AppendCommand: AsyncParsableCommand {
             let result = try await client.append(to: stream, expected: expectation,
                                                  events: [.init(id: eventID, type: type, data: Data(data.utf8))])
             if connection.json {
-                printJSON(["stream": result.stream, "revision": result.lastRevision, "position": result.lastPosition,
-                           "recordedAt": result.recordedAt, "replayed": result.replayed])
+                printJSON(AppendOutput(stream: result.stream, revision: result.lastRevision, position: result.lastPosition,
+                                       recordedAt: result.recordedAt, replayed: result.replayed))
             } else {
                 print("appended to \(result.stream): revision \(result.lastRevision), position \(result.lastPosition)\(result.replayed ? " (already stored: replayed)" : "")")
             }
@@ -195,8 +189,8 @@ struct InfoCommand: AsyncParsableCommand {
             defer { client.close() }
             let info = try await client.streamInfo(stream)
             if connection.json {
-                printJSON(["stream": info.stream, "lastRevision": info.lastRevision, "firstVisibleRevision": info.firstVisibleRevision,
-                           "deleted": info.isDeleted, "createdAt": info.createdAt, "lastRecordedAt": info.lastRecordedAt])
+                printJSON(StreamInfoOutput(stream: info.stream, lastRevision: info.lastRevision, firstVisibleRevision: info.firstVisibleRevision,
+                                           deleted: info.isDeleted, createdAt: info.createdAt, lastRecordedAt: info.lastRecordedAt))
             } else {
                 print("\(info.stream): last revision \(info.lastRevision)\(info.isDeleted ? ", deleted" : ""), first visible revision \(info.firstVisibleRevision)")
             }
@@ -216,7 +210,7 @@ struct DeleteCommand: AsyncParsableCommand {
             let client = try await connection.connect()
             defer { client.close() }
             try await client.deleteStream(stream, expected: expectation)
-            if connection.json { printJSON(["stream": stream, "deleted": true]) } else { print("deleted \(stream)") }
+            if connection.json { printJSON(StreamDeletedOutput(stream: stream)) } else { print("deleted \(stream)") }
         }
     }
 }

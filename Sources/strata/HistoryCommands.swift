@@ -50,9 +50,9 @@ struct SubscribeCommand: AsyncParsableCommand {
                     printEvent(event, json: connection.json)
                     delivered += 1
                 case .caughtUp(let position):
-                    if connection.json { printJSON(["caughtUp": position]) } else { print("-- caught up at position \(position); live from here") }
+                    if connection.json { printJSON(CaughtUpOutput(caughtUp: position)) } else { print("-- caught up at position \(position); live from here") }
                 case .checkpoint(let position):
-                    if connection.json { printJSON(["checkpoint": position]) } else { print("-- checkpoint: scanned through position \(position)") }
+                    if connection.json { printJSON(CheckpointOutput(checkpoint: position)) } else { print("-- checkpoint: scanned through position \(position)") }
                 }
                 fflush(nil)  // a pipe would otherwise hold lines back
                 if let count, delivered >= count { break }
@@ -76,7 +76,7 @@ struct AtCommand: AsyncParsableCommand {
             let info = try await client.streamInfo(stream, asOf: t)
             for try await event in client.read(stream, recorded: Int64.min ... t) { printEvent(event, json: connection.json) }
             if connection.json {
-                printJSON(["stream": stream, "at": t, "revision": info.lastRevision, "deleted": info.isDeleted])
+                printJSON(StreamAtOutput(stream: stream, at: t, revision: info.lastRevision, deleted: info.isDeleted))
             } else {
                 print("-- \(stream) at \(formatTime(t)): revision \(info.lastRevision)\(info.isDeleted ? ", deleted" : "")")
             }
@@ -135,7 +135,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                 defer { client.close() }
                 let saved = try await client.saveSnapshot(of: stream, revision: revision, payload: data, contentType: contentType)
                 if connection.json {
-                    printJSON(["stream": saved.stream, "revision": saved.revision, "recordedAt": saved.recordedAt, "savedAt": saved.savedAt])
+                    printJSON(SnapshotOutput(saved, withPayload: false))
                 } else {
                     print("saved snapshot of \(saved.stream) at revision \(saved.revision) (state as of \(formatTime(saved.recordedAt)))")
                 }
@@ -163,8 +163,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                 }
                 let payload = String(decoding: snapshot.payload, as: UTF8.self)
                 if connection.json {
-                    printJSON(["stream": snapshot.stream, "revision": snapshot.revision, "recordedAt": snapshot.recordedAt,
-                               "savedAt": snapshot.savedAt, "contentType": snapshot.contentType, "payload": payload])
+                    printJSON(SnapshotOutput(snapshot, withPayload: true))
                 } else {
                     print("\(snapshot.stream) at revision \(snapshot.revision) (state as of \(formatTime(snapshot.recordedAt))):")
                     print(payload)

@@ -17,7 +17,7 @@ struct ProjectionCommand: AsyncParsableCommand {
 
     static func render(_ info: ProjectionInfo, json: Bool) {
         if json {
-            printJSON(object(info))
+            printJSON(ProjectionOutput(info))
             return
         }
         var line = "\(info.name): \(info.state.rawValue)"
@@ -38,14 +38,6 @@ struct ProjectionCommand: AsyncParsableCommand {
             defer { client.close() }
             render(try await call(client), json: connection.json)
         }
-    }
-
-    static func object(_ info: ProjectionInfo) -> [String: Any] {
-        ["name": info.name, "state": info.state.rawValue, "fault": info.fault, "faultPosition": info.faultPosition,
-         "checkpointPosition": info.checkpointPosition, "position": info.position, "headPosition": info.headPosition,
-         "lag": info.lag, "eventsHandled": info.eventsHandled, "eventsEmitted": info.eventsEmitted,
-         "eventsPerSecond": info.eventsPerSecond, "partitioned": info.partitioned, "generation": info.generation,
-         "lastCommitAt": info.lastCommitAt, "progress": info.progress]
     }
 
     struct Load: AsyncParsableCommand {
@@ -85,8 +77,7 @@ struct ProjectionCommand: AsyncParsableCommand {
                 defer { client.close() }
                 let all = try await client.projections()
                 if connection.json {
-                    let data = try JSONSerialization.data(withJSONObject: all.map(ProjectionCommand.object), options: [.sortedKeys])
-                    print(String(decoding: data, as: UTF8.self))
+                    printJSON(all.map(ProjectionOutput.init))
                 } else if all.isEmpty {
                     print("no projections")
                 } else {
@@ -220,7 +211,7 @@ struct ProjectionCommand: AsyncParsableCommand {
                 let client = try await connection.connect()
                 defer { client.close() }
                 try await client.deleteProjection(name)
-                if connection.json { printJSON(["deleted": name]) } else { print("deleted projection '\(name)'") }
+                if connection.json { printJSON(ProjectionDeletedOutput(deleted: name)) } else { print("deleted projection '\(name)'") }
             }
         }
     }
