@@ -73,11 +73,7 @@ public final class RPCServer: @unchecked Sendable {
         }
         queue.sync {
             listenFD = fd
-            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-            source.setEventHandler { [self] in acceptAll() }
-            source.setCancelHandler { Glibc.close(fd) }
-            acceptSource = source
-            source.resume()
+            acceptSource = Socket.startAcceptSource(fd, queue: queue) { [self] in acceptAll() }
         }
         return port
     }

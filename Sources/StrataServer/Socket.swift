@@ -10,6 +10,16 @@ public struct SocketError: Error, Sendable, CustomStringConvertible {
 /// Thin POSIX helpers. Descriptors are plain `Int32`s owned by whoever made
 /// them; the connection closes its own in its sources' cancel handler.
 enum Socket {
+    /// A started read source on listening descriptor `fd`: `accept` runs on
+    /// `queue` whenever connections wait; cancelling the source closes `fd`.
+    static func startAcceptSource(_ fd: Int32, queue: DispatchQueue, accept: @escaping () -> Void) -> DispatchSourceRead {
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        source.setEventHandler(handler: accept)
+        source.setCancelHandler { Glibc.close(fd) }
+        source.resume()
+        return source
+    }
+
     /// A non-blocking TCP socket listening on `host:port` (port 0: any free port).
     static func listen(host: String, port: UInt16, backlog: Int32) throws(SocketError) -> (fd: Int32, port: UInt16) {
         var hints = addrinfo()

@@ -60,11 +60,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
         let (fd, bound) = try Socket.listen(host: host, port: port, backlog: 64)
         queue.sync {
             listenFD = fd
-            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-            source.setEventHandler { [self] in acceptAll() }
-            source.setCancelHandler { Glibc.close(fd) }
-            acceptSource = source
-            source.resume()
+            acceptSource = Socket.startAcceptSource(fd, queue: queue) { [self] in acceptAll() }
         }
         return bound
     }
