@@ -19,6 +19,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case calls
     /// Request and response payloads: the hand-written decoders against swift-protobuf.
     case payloads
+    /// The server connection's state machine fed random event sequences.
+    case connections
 
     public func run(_ data: UnsafeRawBufferPointer) {
         let bytes = Array(data)
@@ -27,6 +29,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             case .frames: FrameFuzzing.run(bytes)
             case .calls: CallFuzzing.run(bytes)
             case .payloads: PayloadFuzzing.run(bytes)
+            case .connections: ConnectionFuzzing.run(bytes)
             }
         }
     }
@@ -272,5 +275,116 @@ enum PayloadFuzzing {
             FuzzFailure.stop("\(type) decoded but does not survive re-encoding")
         }
         FuzzFailure.check(message.isEqualTo(message: again), "\(type) changed through re-encoding")
+    }
+}
+
+enum ConnectionFuzzing {
+    typealias Machine = ServerConnectionStateMachine
+
+    /// Feeds the server connection's state machine the input's events, with
+    /// a model of the I/O around it (open calls, queued bytes), and checks:
+    /// the phase only moves forward; closed is final (no action after it, no
+    /// call admitted); the socket is closed once; no GOAWAY follows an error
+    /// GOAWAY; reads are suspended and resumed alternately, and a close says
+    /// whether they were suspended; a call is admitted only when open and
+    /// under the limit; a connection closing after its GOAWAY closes once
+    /// its bytes are flushed.
+    static func run(_ input: [UInt8]) {
+        var choices = Choices(input)
+        let limits = Machine.Limits(maxConcurrentCalls: Int(choices.byte() % 4) + 1, maxWriteBufferBytes: 64)
+        var machine = Machine(limits: limits)
+        var openCalls = 0, pending = 0
+        var suspended = false, closes = 0, errorGoAwaySent = false
+        var rank = rankOf(machine.phase)
+
+        func apply(_ actions: [Machine.Action], _ event: String) {
+            for action in actions {
+                FuzzFailure.check(closes == 0, "\(event): \(action) after the connection closed")
+                switch action {
+                case .sendGoAway(let code, _):
+                    FuzzFailure.check(!errorGoAwaySent, "\(event): a GOAWAY after an error GOAWAY")
+                    if code != .ok { errorGoAwaySent = true }
+                    pending += 9
+                case .sendSettingsAck:
+                    pending += 9
+                case .endOpenEndedCalls:
+                    openCalls = openCalls / 2  // some of them were subscriptions
+                case .abandonCalls:
+                    openCalls = 0
+                case .suspendReads:
+                    FuzzFailure.check(!suspended, "\(event): reads suspended twice")
+                    suspended = true
+                case .resumeReads:
+                    FuzzFailure.check(suspended, "\(event): reads resumed while running")
+                    suspended = false
+                case .close(_, _, let resumeFirst):
+                    FuzzFailure.check(resumeFirst == suspended, "\(event): close says reads suspended \(resumeFirst), they were \(suspended)")
+                    suspended = false
+                    closes += 1
+                }
+            }
+            let next = rankOf(machine.phase)
+            FuzzFailure.check(next >= rank, "\(event): phase went back to \(machine.phase)")
+            rank = next
+            FuzzFailure.check(machine.isClosed == (closes == 1), "\(event): closed \(machine.isClosed) but \(closes) close action(s)")
+            FuzzFailure.check(machine.readsSuspended == suspended, "\(event): reads suspended \(machine.readsSuspended), model \(suspended)")
+        }
+
+        for _ in 0 ..< 96 where !choices.isEmpty {
+            let operation = choices.byte()
+            switch operation % 11 {
+            case 0: apply(machine.receivedSettings(), "settings")
+            case 1: apply(machine.handshakeTimerFired(limit: .seconds(10)), "handshake timer")
+            case 2: apply(machine.idleTimerFired(openCalls: openCalls, idleFor: .seconds(Int(operation >> 4)), limit: .seconds(8)), "idle timer")
+            case 3: apply(machine.connectionError(.invalidArgument, "bad frame"), "connection error")
+            case 4:
+                apply(machine.shutdownRequested(), "shutdown")
+                apply(machine.callsChanged(openCalls: openCalls, pendingBytes: pending), "shutdown, calls")
+            case 5:
+                apply(machine.receivedGoAway(), "client GOAWAY")
+                apply(machine.callsChanged(openCalls: openCalls, pendingBytes: pending), "client GOAWAY, calls")
+            case 6:
+                let slot = machine.callSlot(openCalls: openCalls)
+                if case .granted = slot {
+                    FuzzFailure.check(machine.phase == .open && openCalls < limits.maxConcurrentCalls,
+                                      "a call was admitted in \(machine.phase) with \(openCalls) open")
+                    openCalls += 1
+                } else {
+                    FuzzFailure.check(machine.phase != .open || openCalls >= limits.maxConcurrentCalls,
+                                      "a call was refused while open with \(openCalls) of \(limits.maxConcurrentCalls)")
+                }
+            case 7:
+                if openCalls > 0 {
+                    openCalls -= 1
+                    if !machine.isClosed { pending += 9 }  // its trailers
+                }
+                apply(machine.callsChanged(openCalls: openCalls, pendingBytes: pending), "call ended")
+            case 8:
+                if !machine.isClosed { pending += Int(choices.byte()) }
+                apply(machine.flushed(pendingBytes: pending), "queued")
+            case 9:
+                pending = max(0, pending - Int(choices.byte()) * (operation & 0x10 == 0 ? 1 : 8))
+                let wasClosing = machine.phase == .closingAfterFlush
+                apply(machine.flushed(pendingBytes: pending), "flushed")
+                if wasClosing && pending == 0 {
+                    FuzzFailure.check(machine.isClosed, "a connection closing after GOAWAY stayed open with nothing queued")
+                }
+            default:
+                apply(machine.close(reason: "peer closed", isError: operation & 0x10 != 0), "close")
+            }
+            if machine.isClosed {
+                FuzzFailure.check(machine.callSlot(openCalls: 0) != .granted, "a closed connection admitted a call")
+                FuzzFailure.check(!machine.mayRead, "a closed connection still reads")
+            }
+        }
+    }
+
+    private static func rankOf(_ phase: Machine.Phase) -> Int {
+        switch phase {
+        case .awaitingSettings, .open: phase == .awaitingSettings ? 0 : 1
+        case .goingAway: 2
+        case .closingAfterFlush: 3
+        case .closed: 4
+        }
     }
 }

@@ -15,16 +15,17 @@ struct ConnectionEnvironment: Sendable {
     let metrics: ServerMetrics
 }
 
-/// One client connection: a non-blocking socket driven by a read and a write
-/// DispatchSource, the frame decoder, and the calls multiplexed on it.
+/// One client connection's I/O: a non-blocking socket driven by a read and
+/// a write DispatchSource, the frame decoder, the outbound buffer, and the
+/// calls multiplexed on it. What the connection is doing (handshake, going
+/// away, closing, reads suspended) is `ServerConnectionStateMachine`'s; this
+/// class feeds it events and carries out the actions it returns.
 ///
 /// `@unchecked Sendable`: every mutable property is confined to `queue` (all
 /// source handlers, timers and response hops run there) except `answered`,
 /// which its lock guards; only `init` and `start` touch them from outside,
 /// before any handler can run.
 final class Connection: @unchecked Sendable {
-    enum Handshake { case awaitingSettings, open }
-
     let id: UInt64
     let peer: String
     let queue: DispatchQueue
@@ -36,23 +37,20 @@ final class Connection: @unchecked Sendable {
 
     private var readSource: DispatchSourceRead?
     private var writeSource: DispatchSourceWrite?
+    /// Dispatch's own state of the write source (it runs only while bytes wait).
     private var writeSourceSuspended = true
-    private var readSourceSuspended = false
     private var cancelledSources = 0
+    private var machine: ServerConnectionStateMachine
 
     private var decoder: FrameDecoder
     /// Where `recv` writes; allocated once (a fresh zeroed 64 KiB array per
     /// read event was a visible share of the server's CPU).
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-    private var handshake = Handshake.awaitingSettings
     private var outbound: [UInt8] = []
     private var outboundOffset = 0
     private var calls: [UInt32: ServerCall] = [:]
     private var lastCallID: UInt32 = 0
     private var peerInitialWindow: Int
-    private var goingAway = false
-    private var closeWhenFlushed = false
-    private var closed = false
     private var lastActivity = ContinuousClock.now
     private var timers: [DispatchSourceTimer] = []
     private lazy var deadlines = CallDeadlines(queue: queue) { [unowned self] callID in
@@ -64,9 +62,8 @@ final class Connection: @unchecked Sendable {
     private var flushScheduled = false
     /// Guards `pump` against re-entry.
     private var pumping = false
-    /// Keys this connection's calls were authorized with, so a repeated key
-    /// is not checked again until something is revoked.
-    private var authorizedCalls = AuthorizationCache()
+    /// Tenant and key checks of new calls, with this connection's cache.
+    private var admission: CallAdmission
     /// Unary answers handed over by other threads, waiting for one queue
     /// turn. The tenant's writer answers every call of a commit in a row:
     /// collecting them here costs one hop to `queue` per connection and
@@ -87,6 +84,10 @@ final class Connection: @unchecked Sendable {
         self.queue = DispatchQueue(label: "strata.connection.\(id)")
         self.decoder = FrameDecoder(maxPayloadSize: env.configuration.maxFrameSize, expectPreface: true)
         self.peerInitialWindow = Int(env.configuration.initialWindowMessages)
+        self.machine = ServerConnectionStateMachine(limits: .init(
+            maxConcurrentCalls: Int(env.configuration.maxConcurrentCallsPerConnection),
+            maxWriteBufferBytes: env.configuration.maxWriteBufferBytes))
+        self.admission = CallAdmission(authorizer: env.authorizer)
     }
 
     /// Sends the server's preface and SETTINGS and starts reading.
@@ -115,15 +116,11 @@ final class Connection: @unchecked Sendable {
             send(.settings, payload: settings)
 
             schedule(after: env.configuration.handshakeTimeout) { [self] in
-                if handshake != .open {
-                    goAway(code: .deadlineExceeded, reason: "no preface and SETTINGS within \(env.configuration.handshakeTimeout)")
-                }
+                perform(machine.handshakeTimerFired(limit: env.configuration.handshakeTimeout))
             }
             let idle = env.configuration.idleTimeout
             schedule(after: idle / 2, repeating: idle / 2) { [self] in
-                if calls.isEmpty && ContinuousClock.now - lastActivity >= idle {
-                    goAway(code: .ok, reason: "idle for \(idle)")
-                }
+                perform(machine.idleTimerFired(openCalls: calls.count, idleFor: ContinuousClock.now - lastActivity, limit: idle))
             }
         }
     }
@@ -137,15 +134,8 @@ final class Connection: @unchecked Sendable {
     /// calls have finished.
     func shutdown() {
         queue.async { [self] in
-            guard !goingAway else { return }
-            goingAway = true
-            var goAway = Strata_V1_GoAway()
-            goAway.lastCallID = lastCallID
-            goAway.code = StatusCode.ok.rawValue
-            goAway.reason = "server shutting down"
-            send(.goAway, payload: goAway)
-            endOpenEndedCalls(RPCError(.unavailable, "the server is shutting down; resubscribe after the last event you received"))
-            if calls.isEmpty { closeAfterFlush() }
+            perform(machine.shutdownRequested())
+            perform(machine.callsChanged(openCalls: calls.count, pendingBytes: pendingBytes))
         }
     }
 
@@ -166,13 +156,13 @@ final class Connection: @unchecked Sendable {
     }
 
     func forceClose() {
-        queue.async { [self] in close(reason: "forced close") }
+        queue.async { [self] in perform(machine.close(reason: "forced close", isError: false)) }
     }
 
     // MARK: - Reading
 
     private func readAvailable() {
-        while !closed && !readSourceSuspended {
+        while machine.mayRead {
             let count = recv(fd, readBuffer.baseAddress, readBuffer.count, 0)
             if count > 0 {
                 lastActivity = .now
@@ -180,25 +170,25 @@ final class Connection: @unchecked Sendable {
                 drainFrames()
                 if count < readBuffer.count { return }
             } else if count == 0 {
-                close(reason: "peer closed the connection")
+                perform(machine.close(reason: "peer closed the connection", isError: false))
                 return
             } else {
                 let code = errno
                 if code == EAGAIN || code == EWOULDBLOCK || code == EINTR { return }
-                close(reason: "recv: \(String(cString: strerror(code)))", isError: true)
+                perform(machine.close(reason: "recv: \(String(cString: strerror(code)))", isError: true))
                 return
             }
         }
     }
 
     private func drainFrames() {
-        while !closed {
+        while !machine.isClosed {
             let frame: Frame?
             do {
                 frame = try decoder.next()
             } catch {
                 let code: StatusCode = if case .frameTooLarge = error { .resourceExhausted } else { .invalidArgument }
-                goAway(code: code, reason: error.description)
+                perform(machine.connectionError(code, error.description))
                 return
             }
             guard let frame else { return }
@@ -209,13 +199,13 @@ final class Connection: @unchecked Sendable {
     // MARK: - Frames
 
     private func handle(_ frame: Frame) {
-        let verdict = FrameRules.check(frame, role: .server, handshakeComplete: handshake == .open,
+        let verdict = FrameRules.check(frame, role: .server, handshakeComplete: machine.settingsReceived,
                                        callIsOpen: calls[frame.callID] != nil, lastCallID: lastCallID)
         switch verdict {
         case .accept: break
         case .ignore: return
         case let .connectionError(code, reason):
-            goAway(code: code, reason: reason)
+            perform(machine.connectionError(code, reason))
             return
         }
         switch frame.type {
@@ -226,9 +216,8 @@ final class Connection: @unchecked Sendable {
         case .cancel: handleCancel(frame)
         case .ping: handlePing(frame)
         case .goAway:
-            goingAway = true
-            endOpenEndedCalls(RPCError(.cancelled, "the client sent GOAWAY"))
-            if calls.isEmpty { closeAfterFlush() }
+            perform(machine.receivedGoAway())
+            perform(machine.callsChanged(openCalls: calls.count, pendingBytes: pendingBytes))
         case .trailers:
             break  // refused by FrameRules
         }
@@ -241,20 +230,14 @@ final class Connection: @unchecked Sendable {
             // The client may ask for a smaller initial window, never a larger one.
             peerInitialWindow = min(Int(settings.initialWindowMessages), Int(env.configuration.initialWindowMessages))
         }
-        handshake = .open
-        send(Frame(type: .settings, flags: .ack))
+        perform(machine.receivedSettings())
     }
 
     private func handleHeaders(_ frame: Frame) {
         let callID = frame.callID
         lastCallID = callID  // FrameRules checked that it increases
-        if goingAway {
-            reject(callID, RPCError(.unavailable, "the server is shutting down; retry on a new connection"))
-            return
-        }
-        guard calls.count < Int(env.configuration.maxConcurrentCallsPerConnection) else {
-            reject(callID, RPCError(.resourceExhausted,
-                                    "more than \(env.configuration.maxConcurrentCallsPerConnection) concurrent calls on one connection"))
+        if case .refused(let error) = machine.callSlot(openCalls: calls.count) {
+            reject(callID, error)
             return
         }
         let headers: Strata_V1_CallHeaders
@@ -270,46 +253,25 @@ final class Connection: @unchecked Sendable {
             return
         }
         let handler = route.handler
-        var tenant = ""
-        if route.permission != .serverAdmin {
-            guard let named = headers.metadata[MetadataKey.tenant], !named.isEmpty else {
-                reject(callID, RPCError.invalidArgument(field: "metadata.tenant", reason: "every call names its tenant"),
-                       method: headers.method, requestID: requestID)
-                return
-            }
-            tenant = named
-        }
-        let principal: Principal
-        // Read before the check: a revocation racing it moves the count and
-        // makes the request's arrival check again.
-        let authorizedAt = env.authorizer.revocationCount
-        let cacheKey = headers.metadata[MetadataKey.authorization].map {
-            AuthorizationCache.Key(header: $0, tenant: tenant, permission: route.permission)
-        }
-        if let cacheKey, let known = authorizedCalls.principal(for: cacheKey, revocationCount: authorizedAt) {
-            principal = known
-        } else {
-            do {
-                principal = try env.authorizer.authorize(method: headers.method, permission: route.permission,
-                                                         tenant: tenant.isEmpty ? nil : tenant, metadata: headers.metadata)
-            } catch {
-                // The tenant is logged only if the key belongs to it: a caller
-                // must not be able to write arbitrary names into the logs.
-                reject(callID, error, method: headers.method, requestID: requestID)
-                return
-            }
-            if let cacheKey { authorizedCalls.remember(principal, for: cacheKey, checkedAt: authorizedAt) }
+        let admitted: CallAdmission.Admitted
+        do {
+            admitted = try admission.admit(method: headers.method, permission: route.permission, metadata: headers.metadata)
+        } catch {
+            // The tenant is logged only if the key belongs to it: a caller
+            // must not be able to write arbitrary names into the logs.
+            reject(callID, error, method: headers.method, requestID: requestID)
+            return
         }
         // Deadlines beyond 30 days are treated as 30 days: any client value is
         // safe to turn into a timer (Dispatch's nanosecond arithmetic would
         // overflow on values near UInt64.max).
         let timeoutMs = min(headers.timeoutMs, 30 * 24 * 3_600_000)
         let deadline = timeoutMs > 0 ? ContinuousClock.now + .milliseconds(Int64(timeoutMs)) : nil
-        let context = CallContext(method: headers.method, tenant: tenant, metadata: headers.metadata,
+        let context = CallContext(method: headers.method, tenant: admitted.tenant, metadata: headers.metadata,
                                   requestID: headers.metadata[MetadataKey.requestID], deadline: deadline, peer: peer,
-                                  principal: principal, cancellation: CallCancellation())
+                                  principal: admitted.principal, cancellation: CallCancellation())
         let call = ServerCall(id: callID, handler: handler, context: context, permission: route.permission,
-                              authorizedAt: authorizedAt, initialWindow: peerInitialWindow)
+                              authorizedAt: admitted.authorizedAt, initialWindow: peerInitialWindow)
         calls[callID] = call
         env.metrics.callOpened()
         if timeoutMs > 0 {
@@ -329,15 +291,12 @@ final class Connection: @unchecked Sendable {
         // A key revoked (or whose tenant was deleted) after the HEADERS
         // arrived must not run the call: check again, but only if anything
         // was revoked since.
-        if env.authorizer.revocationCount != call.authorizedAt {
-            do {
-                _ = try env.authorizer.authorize(method: call.context.method, permission: call.permission,
-                                                 tenant: call.context.tenant.isEmpty ? nil : call.context.tenant,
-                                                 metadata: call.context.metadata)
-            } catch {
-                finish(call.id, error)
-                return
-            }
+        do {
+            try admission.recheck(method: call.context.method, permission: call.permission, tenant: call.context.tenant,
+                                  metadata: call.context.metadata, authorizedAt: call.authorizedAt)
+        } catch {
+            finish(call.id, error)
+            return
         }
         switch call.handler {
         case .unary(let handler):
@@ -415,7 +374,7 @@ final class Connection: @unchecked Sendable {
         do {
             return try M(serializedBytes: frame.payload)
         } catch {
-            goAway(code: .invalidArgument, reason: "\(frame.type) payload is not a valid \(M.protoMessageName)")
+            perform(machine.connectionError(.invalidArgument, "\(frame.type) payload is not a valid \(M.protoMessageName)"))
             return nil
         }
     }
@@ -431,7 +390,7 @@ final class Connection: @unchecked Sendable {
         pumping = true
         defer { pumping = false }
         let limit = env.configuration.maxWriteBufferBytes
-        while call.lifecycle.mayRespond && !closed {
+        while call.lifecycle.mayRespond && !machine.isClosed {
             if pendingBytes >= limit {
                 flush()
                 if pendingBytes >= limit { return }
@@ -551,7 +510,7 @@ final class Connection: @unchecked Sendable {
     }
 
     private func afterCallEnded() {
-        if goingAway && calls.isEmpty { closeAfterFlush() }
+        perform(machine.callsChanged(openCalls: calls.count, pendingBytes: pendingBytes))
     }
 
     private func sendTrailers(_ callID: UInt32, _ error: RPCError?) {
@@ -564,18 +523,32 @@ final class Connection: @unchecked Sendable {
         send(.trailers, callID: callID, payload: error.trailers)
     }
 
-    /// Sends GOAWAY with a reason and closes once it is written.
-    private func goAway(code: StatusCode, reason: String) {
-        guard !closed else { return }
-        var goAway = Strata_V1_GoAway()
-        goAway.lastCallID = lastCallID
-        goAway.code = code.rawValue
-        goAway.reason = reason
-        send(.goAway, payload: goAway)
-        if code != .ok { logger.info("connection error: GOAWAY \(code): \(reason)", metadata: ["code": "\(code)"]) }
-        abandonCalls()
-        goingAway = true
-        closeAfterFlush()
+    // MARK: - Carrying out the state machine's actions
+
+    private func perform(_ actions: [ServerConnectionStateMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .sendSettingsAck:
+                send(Frame(type: .settings, flags: .ack))
+            case let .sendGoAway(code, reason):
+                var goAway = Strata_V1_GoAway()
+                goAway.lastCallID = lastCallID
+                goAway.code = code.rawValue
+                goAway.reason = reason
+                send(.goAway, payload: goAway)
+                if code != .ok { logger.info("connection error: GOAWAY \(code): \(reason)", metadata: ["code": "\(code)"]) }
+            case .endOpenEndedCalls(let error):
+                endOpenEndedCalls(error)
+            case .abandonCalls:
+                abandonCalls()
+            case .suspendReads:
+                readSource?.suspend()
+            case .resumeReads:
+                readSource?.resume()
+            case let .close(reason, isError, resumeReadsFirst):
+                close(reason: reason, isError: isError, resumeReadsFirst: resumeReadsFirst)
+            }
+        }
     }
 
     // MARK: - Writing
@@ -602,13 +575,13 @@ final class Connection: @unchecked Sendable {
 
     /// Queues a frame without writing yet (the caller flushes).
     private func enqueue(_ frame: Frame) {
-        guard !closed else { return }
+        guard !machine.isClosed else { return }
         frame.encode(into: &outbound)
     }
 
     /// Writes as much as the socket takes; waits for writability otherwise.
     private func flush() {
-        guard !closed else { return }
+        guard !machine.isClosed else { return }
         while pendingBytes > 0 {
             let written = outbound.withUnsafeBytes { bytes in
                 Glibc.send(fd, bytes.baseAddress! + outboundOffset, pendingBytes, Int32(MSG_NOSIGNAL))
@@ -618,7 +591,7 @@ final class Connection: @unchecked Sendable {
             } else if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
                 break
             } else {
-                close(reason: "send: \(String(cString: strerror(errno)))", isError: true)
+                perform(machine.close(reason: "send: \(String(cString: strerror(errno)))", isError: true))
                 return
             }
         }
@@ -632,10 +605,6 @@ final class Connection: @unchecked Sendable {
                 writeSource?.suspend()
                 writeSourceSuspended = true
             }
-            if closeWhenFlushed {
-                close(reason: "closed after GOAWAY")
-                return
-            }
         } else {
             // Compact only when more has been sent than is left, so each byte
             // is moved at most about once.
@@ -648,35 +617,18 @@ final class Connection: @unchecked Sendable {
                 writeSourceSuspended = false
             }
         }
-        applyBackpressure()
-    }
-
-    /// Stops reading requests while the client is not reading responses, and
-    /// resumes once the buffer drains to half. (Streaming calls are refilled
-    /// by the write source's handler, never from inside a send.)
-    private func applyBackpressure() {
-        let limit = env.configuration.maxWriteBufferBytes
-        if pendingBytes >= limit && !readSourceSuspended {
-            readSource?.suspend()
-            readSourceSuspended = true
-        } else if pendingBytes <= limit / 2 && readSourceSuspended {
-            readSource?.resume()
-            readSourceSuspended = false
-        }
-    }
-
-    private func closeAfterFlush() {
-        closeWhenFlushed = true
-        if pendingBytes == 0 { close(reason: "closed after GOAWAY") }
+        // Closes a connection whose GOAWAY is now written; otherwise stops
+        // reading requests while the client is not reading responses, and
+        // resumes once the buffer drains to half. (Streaming calls are
+        // refilled by the write source's handler, never from inside a send.)
+        perform(machine.flushed(pendingBytes: pendingBytes))
     }
 
     // MARK: - Closing
 
-    /// `isError`: a socket error, logged as a connection error (ordinary
-    /// closes are logged at debug level).
-    private func close(reason: String, isError: Bool = false) {
-        guard !closed else { return }
-        closed = true
+    /// Carries out the state machine's close. `isError`: a socket error,
+    /// logged as a connection error (ordinary closes are logged at debug level).
+    private func close(reason: String, isError: Bool, resumeReadsFirst: Bool) {
         if isError || !calls.isEmpty {
             logger.info("connection error: \(reason)", metadata: ["open_calls": "\(calls.count)"])
         } else {
@@ -688,7 +640,7 @@ final class Connection: @unchecked Sendable {
         deadlines.cancel()
         // Cancelled sources must be resumed for their cancel handlers to run;
         // the descriptor is closed only after both have been cancelled.
-        if readSourceSuspended { readSource?.resume(); readSourceSuspended = false }
+        if resumeReadsFirst { readSource?.resume() }
         if writeSourceSuspended { writeSource?.resume(); writeSourceSuspended = false }
         readSource?.cancel()
         writeSource?.cancel()
