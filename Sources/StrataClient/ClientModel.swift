@@ -65,32 +65,8 @@ extension StrataClient {
         }
     }
 
-    public struct AppendResult: Sendable, Hashable {
-        public let stream: String
-        public let firstRevision: UInt64
-        public let lastRevision: UInt64
-        public let firstPosition: UInt64
-        public let lastPosition: UInt64
-        public let recordedAt: Int64
-        public let replayed: Bool
-
-        init(stream: String, firstRevision: UInt64, lastRevision: UInt64, firstPosition: UInt64,
-             lastPosition: UInt64, recordedAt: Int64, replayed: Bool) {
-            self.stream = stream
-            self.firstRevision = firstRevision
-            self.lastRevision = lastRevision
-            self.firstPosition = firstPosition
-            self.lastPosition = lastPosition
-            self.recordedAt = recordedAt
-            self.replayed = replayed
-        }
-
-        init(_ p: Strata_V1_AppendResult) {
-            self.init(stream: p.stream, firstRevision: p.firstRevision, lastRevision: p.lastRevision,
-                      firstPosition: p.firstPosition, lastPosition: p.lastPosition, recordedAt: p.recordedAt,
-                      replayed: p.replayed)
-        }
-    }
+    /// The outcome of a successful append to one stream (shared with the server).
+    public typealias AppendResult = StrataSupport.AppendResult
 
     public struct StreamInfo: Sendable, Hashable {
         public let stream: String

@@ -1,5 +1,6 @@
 import StrataStorage
 import StrataWire
+import StrataSupport
 
 /// Encodes `strata.v1.AppendResponse` from an `AppendResult` by hand.
 ///

@@ -57,18 +57,6 @@ public struct StreamsService: RPCService {
         try engine.lease(for: context)
     }
 
-    static func proto(_ result: AppendResult) -> Strata_V1_AppendResult {
-        var out = Strata_V1_AppendResult()
-        out.stream = result.stream
-        out.firstRevision = result.firstRevision
-        out.lastRevision = result.lastRevision
-        out.firstPosition = result.firstPosition
-        out.lastPosition = result.lastPosition
-        out.recordedAt = result.recordedAt
-        out.replayed = result.replayed
-        return out
-    }
-
     static func proto(_ event: RecordedEvent) -> Strata_V1_RecordedEvent {
         var out = Strata_V1_RecordedEvent()
         out.id = withUnsafeBytes(of: event.id.uuid) { Data($0) }
@@ -112,7 +100,7 @@ public struct StreamsService: RPCService {
                 switch result {
                 case .success(let results):
                     var response = Strata_V1_AppendMultiResponse()
-                    response.results = results.map(Self.proto)
+                    response.results = results.map(\.proto)
                     respond(MessageCodec.encode(response))
                 case .failure(let error):
                     respond(.failure(RPCError(error)))

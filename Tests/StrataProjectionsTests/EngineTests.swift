@@ -3,6 +3,7 @@ import Foundation
 import StrataStorage
 import Testing
 import StrataTestSupport
+import StrataSupport
 
 /// A store in its own directory, and a projection engine on it.
 final class EngineFixture: @unchecked Sendable {

@@ -3,6 +3,7 @@ import StrataProto
 @testable import StrataStorage
 import SwiftProtobuf
 import Testing
+import StrataSupport
 
 @Suite("AppendResponse encoded by hand")
 struct AppendResponseEncoderTests {
@@ -19,11 +20,11 @@ struct AppendResponseEncoderTests {
     @Test("writes exactly what swift-protobuf writes, and decodes back to the same result", arguments: results)
     func matchesSwiftProtobuf(_ result: AppendResult) throws {
         var response = Strata_V1_AppendResponse()
-        response.result = StreamsService.proto(result)
+        response.result = result.proto
         let reference: [UInt8] = try response.serializedBytes()
         let encoded = AppendResponseEncoder.encode(result)
         #expect(encoded == reference)
         let decoded = try Strata_V1_AppendResponse(serializedBytes: encoded)
-        #expect(decoded.result == StreamsService.proto(result))
+        #expect(decoded.result == result.proto)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import StrataSupport
 import Testing
 @testable import StrataStorage
 

@@ -34,21 +34,6 @@ public struct StreamWrite: Sendable, Hashable {
     }
 }
 
-/// The outcome of a successful append to one stream.
-public struct AppendResult: Sendable, Hashable {
-    public let stream: String
-    public let firstRevision: UInt64
-    /// The stream's current revision after the append.
-    public let lastRevision: UInt64
-    public let firstPosition: UInt64
-    public let lastPosition: UInt64
-    /// The commit time, nanoseconds since the Unix epoch (server clock).
-    public let recordedAt: Int64
-    /// True when the events were already stored by an earlier identical
-    /// append: nothing was written and this is the original result.
-    public let replayed: Bool
-}
-
 /// What a stream looks like now.
 public struct StreamInfo: Sendable, Hashable {
     public let stream: String

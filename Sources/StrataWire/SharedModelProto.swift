@@ -46,3 +46,25 @@ extension ActualRevision {
         }
     }
 }
+
+extension AppendResult {
+    /// The protobuf form (`strata.v1.AppendResult`).
+    public var proto: Strata_V1_AppendResult {
+        var out = Strata_V1_AppendResult()
+        out.stream = stream
+        out.firstRevision = firstRevision
+        out.lastRevision = lastRevision
+        out.firstPosition = firstPosition
+        out.lastPosition = lastPosition
+        out.recordedAt = recordedAt
+        out.replayed = replayed
+        return out
+    }
+
+    /// From the protobuf form.
+    public init(_ proto: Strata_V1_AppendResult) {
+        self.init(stream: proto.stream, firstRevision: proto.firstRevision, lastRevision: proto.lastRevision,
+                  firstPosition: proto.firstPosition, lastPosition: proto.lastPosition, recordedAt: proto.recordedAt,
+                  replayed: proto.replayed)
+    }
+}
