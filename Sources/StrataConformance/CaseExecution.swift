@@ -19,94 +19,108 @@ final class CaseExecution {
 
     /// nil on success, else "step N (kind): reason".
     func run(_ conformanceCase: ConformanceCase) -> String? {
-        for (index, text) in conformanceCase.steps.enumerated() {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-                  let (kind, body) = object.first.map({ ($0.key, $0.value) }) else {
-                return "step \(index + 1): does not parse"
-            }
-            let arguments = substitute(body) as? [String: Any] ?? [:]
+        for (index, step) in conformanceCase.steps.enumerated() {
             do {
-                try perform(kind, arguments)
+                try perform(step)
             } catch let failure as StepFailure {
-                return "step \(index + 1) (\(kind)\(summary(arguments))): \(failure.reason)"
+                return "step \(index + 1) (\(step.kind.rawValue)\(summary(step))): \(failure.reason)"
             } catch {
-                return "step \(index + 1) (\(kind)): \(error)"
+                return "step \(index + 1) (\(step.kind.rawValue)): \(error)"
             }
         }
         return nil
     }
 
-    private func summary(_ arguments: [String: Any]) -> String {
+    private func summary(_ step: ConformanceStep) -> String {
         var parts: [String] = []
-        if let frame = arguments["frame"] as? String { parts.append(frame) }
-        if let method = arguments["method"] as? String { parts.append(method) }
-        if let call = arguments["call"] ?? arguments["id"] { parts.append("call \(call)") }
+        switch step {
+        case .send(let s):
+            if let frame = s.frame { parts.append(frame) }
+            if let call = s.call { parts.append("call \(call)") }
+        case .call(let c):
+            parts.append(substitute(c.method))
+            if let id = c.id { parts.append("call \(id)") }
+        case .expect(let e):
+            if let frame = e.frame { parts.append(frame) }
+            if let call = e.call { parts.append("call \(call)") }
+        case .collect(let c): parts.append("call \(c.call)")
+        case .grant(let g): parts.append("call \(g.call)")
+        case .cancel(let c): parts.append("call \(c.call)")
+        case .repeat(let r): parts.append(substitute(r.call.method))
+        case .connect, .silence: break
+        }
         return parts.isEmpty ? "" : " " + parts.joined(separator: " ")
     }
 
     // MARK: - Variables
 
-    private func substitute(_ value: Any) -> Any {
+    /// Replaces the variables in `text`; "$base64_zeros(N)" becomes N zero
+    /// bytes in base64, for payloads too large to write into a case file
+    /// (filling a quota).
+    private func substitute(_ text: String) -> String {
+        if text.hasPrefix("$base64_zeros("), text.hasSuffix(")"),
+           let count = Int(text.dropFirst("$base64_zeros(".count).dropLast()), count >= 0, count <= 16 << 20 {
+            return Data(count: count).base64EncodedString()
+        }
+        guard text.contains("$") else { return text }
+        var out = text
+        for (name, replacement) in variables.sorted(by: { $0.key.count > $1.key.count }) where out.contains(name) {
+            out = out.replacingOccurrences(of: name, with: replacement)
+        }
+        return out
+    }
+
+    private func substitute(_ text: String?) -> String? { text.map { substitute($0) } }
+
+    private func substitute(_ value: JSONValue) -> JSONValue {
         switch value {
-        case let text as String:
-            // "$base64_zeros(N)": N zero bytes in base64, for payloads too
-            // large to write into a case file (filling a quota).
-            if text.hasPrefix("$base64_zeros("), text.hasSuffix(")"),
-               let count = Int(text.dropFirst("$base64_zeros(".count).dropLast()), count >= 0, count <= 16 << 20 {
-                return Data(count: count).base64EncodedString()
-            }
-            var out = text
-            for (name, replacement) in variables.sorted(by: { $0.key.count > $1.key.count }) where out.contains(name) {
-                out = out.replacingOccurrences(of: name, with: replacement)
-            }
-            return out
-        case let array as [Any]: return array.map(substitute)
-        case let object as [String: Any]:
+        case .string(let text): return .string(substitute(text))
+        case .array(let array): return .array(array.map { substitute($0) })
+        case .object(let object):
             // {"$repeat": N, "item": X}: an array of N copies of X (10,001
             // events for a limit, without writing them out).
-            if let count = object["$repeat"] as? Int, let item = object["item"], object.count == 2, (0 ... 100_000).contains(count) {
-                let one = substitute(item)
-                return [Any](repeating: one, count: count)
+            if object.count == 2, let item = object["item"], let count = object["$repeat"]?.text.flatMap({ Int($0) }),
+               (0 ... 100_000).contains(count) {
+                return .array([JSONValue](repeating: substitute(item), count: count))
             }
-            return object.mapValues(substitute)
+            return .object(object.mapValues { substitute($0) })
         default: return value
         }
     }
 
     // MARK: - Steps
 
-    private func connection(_ arguments: [String: Any]) throws -> WireConnection {
-        let name = arguments["conn"] as? String ?? "main"
+    private func connection(_ name: String?) throws -> WireConnection {
+        let name = substitute(name) ?? "main"
         guard let connection = connections[name] else { throw StepFailure(reason: "no connection '\(name)': add a connect step") }
         return connection
     }
 
-    private func timeout(_ arguments: [String: Any]) -> Duration {
-        (arguments["timeout_ms"] as? Int).map { .milliseconds($0) } ?? runner.timeout
+    private func timeout(_ milliseconds: Int?) -> Duration {
+        milliseconds.map { .milliseconds($0) } ?? runner.timeout
     }
 
-    private func perform(_ kind: String, _ a: [String: Any]) throws {
-        switch StepKind(rawValue: kind) {
-        case .connect: try connect(a)
-        case .send: try send(a)
-        case .call: try call(a)
-        case .expect: try expect(a)
-        case .collect: try collect(a)
-        case .silence: try silence(a)
-        case .grant:
-            let update = Strata_V1_WindowUpdate.with { $0.messages = Self.u32(a["messages"], default: 1) }
-            try connection(a).send(WireFrame(type: 6, flags: 0, callID: Self.u32(a["call"]), payload: update.serializedBytes()).encoded)
-        case .repeat: try repeatCall(a)
-        case .cancel:
-            try connection(a).send(WireFrame(type: 5, flags: 0, callID: Self.u32(a["call"]), payload: []).encoded)
-        case nil: throw StepFailure(reason: "unknown step kind")
+    private func perform(_ step: ConformanceStep) throws {
+        switch step {
+        case .connect(let s): try connect(s)
+        case .send(let s): try send(s)
+        case .call(let s): try call(s)
+        case .expect(let s): try expect(s)
+        case .collect(let s): try collect(s)
+        case .silence(let s): try silence(s)
+        case .grant(let s):
+            let update = Strata_V1_WindowUpdate.with { $0.messages = s.messages ?? 1 }
+            try connection(s.conn).send(WireFrame(type: WireFrame.windowUpdate, flags: 0, callID: s.call, payload: update.serializedBytes()).encoded)
+        case .repeat(let s): try repeatCall(s)
+        case .cancel(let s):
+            try connection(s.conn).send(WireFrame(type: WireFrame.cancel, flags: 0, callID: s.call, payload: []).encoded)
         }
     }
 
     /// Opens a connection; with `handshake` (the default) sends the preface
     /// and SETTINGS and reads the server's preface and SETTINGS.
-    private func connect(_ a: [String: Any]) throws {
-        let name = a["conn"] as? String ?? "main"
+    private func connect(_ step: ConformanceStep.Connect) throws {
+        let name = substitute(step.conn) ?? "main"
         let connection: WireConnection
         do {
             connection = try WireConnection(host: runner.host, port: runner.port)
@@ -114,51 +128,58 @@ final class CaseExecution {
             throw StepFailure(reason: "\(error)")
         }
         connections[name] = connection
-        guard a["handshake"] as? Bool ?? true else { return }
+        guard step.handshake ?? true else { return }
         var settings = Strata_V1_Settings()
-        if let window = a["initial_window_messages"] as? Int { settings.initialWindowMessages = UInt32(window) }
-        connection.send(WireConnection.preface + WireFrame(type: 1, flags: 0, callID: 0, payload: try settings.serializedBytes()).encoded)
+        if let window = step.initialWindowMessages { settings.initialWindowMessages = window }
+        connection.send(WireConnection.preface + WireFrame(type: WireFrame.settings, flags: 0, callID: 0, payload: try settings.serializedBytes()).encoded)
         guard case .preface(let preface) = connection.next(timeout: runner.timeout) else {
             throw StepFailure(reason: "the server sent no preface")
         }
         guard preface == WireConnection.preface else { throw StepFailure(reason: "the server's preface is \(hex(preface)), not \(hex(WireConnection.preface))") }
-        try expect(["frame": "SETTINGS", "flags": [String](), "conn": name])
-        connection.send(WireFrame(type: 1, flags: 1, callID: 0, payload: []).encoded)  // §1: the client ACKs too
+        let settingsFrame = try nextFrame(connection, type: WireFrame.settings, call: nil, timeout: runner.timeout, expecting: "SETTINGS")
+        guard settingsFrame.flags == 0 else { throw StepFailure(reason: "the server's first SETTINGS has flags 0x\(String(settingsFrame.flags, radix: 16))") }
+        connection.send(WireFrame(type: WireFrame.settings, flags: 1, callID: 0, payload: []).encoded)  // §1: the client ACKs too
     }
 
-    private func send(_ a: [String: Any]) throws {
-        let connection = try connection(a)
-        if let raw = a["raw"] as? String {
+    private func send(_ step: ConformanceStep.Send) throws {
+        let connection = try connection(step.conn)
+        if let raw = substitute(step.raw) {
             connection.send(try bytes(hex: raw))
             return
         }
-        if a["preface"] as? Bool == true {
+        if step.preface == true {
             connection.send(WireConnection.preface)
             return
         }
-        guard let name = a["frame"] as? String, let type = WireFrame.typeNames[name] ?? (a["type_byte"] as? Int).map(UInt8.init) else {
+        guard let name = step.frame, let type = WireFrame.typeNames[name] ?? step.typeByte else {
             throw StepFailure(reason: "send needs raw, preface or frame")
         }
-        connection.send(WireFrame(type: type, flags: try flags(a["flags"]), callID: Self.u32(a["call"]),
-                                  payload: try payload(a)).encoded)
+        connection.send(WireFrame(type: type, flags: try flags(step.flags), callID: step.call ?? 0,
+                                  payload: try payload(step.message, hex: step.payloadHex)).encoded)
     }
 
     /// HEADERS (method, tenant, key, deadline) then the request MESSAGE.
-    private func call(_ a: [String: Any]) throws {
-        let connection = try connection(a)
-        guard let id = (a["id"] as? Int).flatMap(UInt32.init(exactly:)), let method = a["method"] as? String else {
-            throw StepFailure(reason: "call needs id (0…2³²−1) and method")
-        }
+    private func call(_ step: ConformanceStep.Call, id assigned: UInt32? = nil, conn: String? = nil) throws {
+        let connection = try connection(conn ?? step.conn)
+        guard let id = assigned ?? step.id else { throw StepFailure(reason: "call needs id") }
         var headers = Strata_V1_CallHeaders()
-        headers.method = method
-        if !(a["tenant"] is NSNull) { headers.metadata["tenant"] = a["tenant"] as? String ?? variables["$tenant"] ?? "" }
-        if !(a["key"] is NSNull) { headers.metadata["authorization"] = "Bearer " + (a["key"] as? String ?? variables["$admin_key"] ?? "") }
-        for (key, value) in a["metadata"] as? [String: String] ?? [:] { headers.metadata[key] = value }
-        headers.timeoutMs = UInt64(max(0, a["timeout_ms"] as? Int ?? 0))
-        var bytes = WireFrame(type: 2, flags: 0, callID: id, payload: try headers.serializedBytes()).encoded
-        if a["request"] != nil || a["request_hex"] != nil {
-            let body = try payload(["message": a["request"] as Any, "payload_hex": a["request_hex"] as Any])
-            bytes += WireFrame(type: 3, flags: a["end_stream"] as? Bool ?? true ? 1 : 0, callID: id, payload: body).encoded
+        headers.method = substitute(step.method)
+        switch step.tenant {
+        case .useDefault: headers.metadata["tenant"] = variables["$tenant"] ?? ""
+        case .omit: break
+        case .value(let tenant): headers.metadata["tenant"] = substitute(tenant)
+        }
+        switch step.key {
+        case .useDefault: headers.metadata["authorization"] = "Bearer " + (variables["$admin_key"] ?? "")
+        case .omit: break
+        case .value(let key): headers.metadata["authorization"] = "Bearer " + substitute(key)
+        }
+        for (key, value) in step.metadata ?? [:] { headers.metadata[substitute(key)] = substitute(value) }
+        headers.timeoutMs = step.timeoutMs ?? 0
+        var bytes = WireFrame(type: WireFrame.headers, flags: 0, callID: id, payload: try headers.serializedBytes()).encoded
+        if step.request != nil || step.requestHex != nil {
+            let body = try payload(step.request, hex: step.requestHex)
+            bytes += WireFrame(type: WireFrame.message, flags: step.endStream ?? true ? 1 : 0, callID: id, payload: body).encoded
         }
         connection.send(bytes)
     }
@@ -166,43 +187,44 @@ final class CaseExecution {
     /// Waits for a frame matching `frame` (and `call`), checking what the
     /// case asks of it. Frames of other calls wait for later steps; a
     /// SETTINGS ACK is skipped unless expected; anything else fails.
-    private func expect(_ a: [String: Any]) throws {
-        let connection = try connection(a)
-        let wait = timeout(a)
-        if a["closed"] as? Bool == true {
+    private func expect(_ step: ConformanceStep.Expect) throws {
+        let connection = try connection(step.conn)
+        let wait = timeout(step.timeoutMs)
+        if step.closed == true {
             let deadline = ContinuousClock.now + wait
             while true {
                 switch connection.next(timeout: deadline - .now) {
                 case .closed: return
                 case .timedOut: throw StepFailure(reason: "the connection is still open after \(wait)")
-                case .frame(let frame) where frame.type == 1 && frame.flags & 1 == 1:
+                case .frame(let frame) where frame.type == WireFrame.settings && frame.flags & 1 == 1:
                     continue
-                case .frame(let frame) where frame.type == 8 && (try? Strata_V1_GoAway(serializedBytes: frame.payload))?.code == 0:
+                case .frame(let frame) where frame.type == WireFrame.goAway && (try? Strata_V1_GoAway(serializedBytes: frame.payload))?.code == 0:
                     continue  // a graceful GOAWAY may precede the close
                 case .frame(let frame): throw StepFailure(reason: "expected the connection to close, got \(frame)")
                 case .preface: continue
                 }
             }
         }
-        if a["preface"] as? Bool == true {
+        if step.preface == true {
             guard case .preface(let preface) = connection.next(timeout: wait) else { throw StepFailure(reason: "no preface") }
             guard preface == WireConnection.preface else { throw StepFailure(reason: "preface \(hex(preface))") }
             return
         }
-        guard let name = a["frame"] as? String, let type = WireFrame.typeNames[name] else {
+        guard let name = step.frame, let type = WireFrame.typeNames[name] else {
             throw StepFailure(reason: "expect needs frame, preface or closed")
         }
-        let call = a["call"] == nil ? nil : Self.u32(a["call"])
+        let check = FrameCheck(flags: step.flags, payloadHex: substitute(step.payloadHex), code: step.code,
+                               messageContains: substitute(step.messageContains), detail: step.detail, message: step.message)
         // "skip": frames of this type that do not match are passed over (a
         // stream may batch or split messages as the protocol allows).
         let deadline = ContinuousClock.now + wait
         var skipped = 0
         while true {
-            let frame = try nextFrame(connection, type: type, call: call, timeout: deadline - .now, expecting: name)
+            let frame = try nextFrame(connection, type: type, call: step.call, timeout: deadline - .now, expecting: name)
             do {
-                try check(frame, a)
+                try self.check(frame, check)
                 return
-            } catch let failure as StepFailure where a["skip"] as? Bool == true {
+            } catch let failure as StepFailure where step.skip == true {
                 skipped += 1
                 if ContinuousClock.now >= deadline { throw StepFailure(reason: "\(skipped) frame(s) did not match; the last: \(failure.reason)") }
             }
@@ -226,7 +248,7 @@ final class CaseExecution {
             switch connection.next(timeout: deadline - .now) {
             case .frame(let frame):
                 if matches(frame) { return frame }
-                if frame.type == 1 && frame.flags & 1 == 1 { continue }  // SETTINGS ACK
+                if frame.type == WireFrame.settings && frame.flags & 1 == 1 { continue }  // SETTINGS ACK
                 if let call, frame.callID != 0, frame.callID != call {
                     connection.pending.append(frame)
                     continue
@@ -239,19 +261,30 @@ final class CaseExecution {
         }
     }
 
+    /// What a received frame must hold (an `expect`, or the parts of a
+    /// `collect` that apply to each message or to the trailers).
+    private struct FrameCheck {
+        var flags: [String]?
+        var payloadHex: String?
+        var code: String?
+        var messageContains: String?
+        var detail: JSONValue?
+        var message: ConformanceStep.MessageCheck?
+    }
+
     /// Checks flags, status code, message text, detail, payload and response fields.
-    private func check(_ frame: WireFrame, _ a: [String: Any]) throws {
-        if let expected = a["flags"] {
+    private func check(_ frame: WireFrame, _ check: FrameCheck) throws {
+        if let expected = check.flags {
             let wanted = try flags(expected)
             guard frame.flags == wanted else { throw StepFailure(reason: "\(frame) has flags 0x\(String(frame.flags, radix: 16)), expected 0x\(String(wanted, radix: 16))") }
         }
-        if let hexPayload = a["payload_hex"] as? String {
+        if let hexPayload = check.payloadHex {
             let wanted = try bytes(hex: hexPayload)
             guard frame.payload == wanted else { throw StepFailure(reason: "payload \(hex(frame.payload)), expected \(hex(wanted))") }
         }
-        if frame.type == 4 || frame.type == 8 {
-            let (code, text, detail): (UInt32, String, Any?)
-            if frame.type == 4 {
+        if frame.type == WireFrame.trailers || frame.type == WireFrame.goAway {
+            let (code, text, detail): (UInt32, String, JSONValue?)
+            if frame.type == WireFrame.trailers {
                 guard let trailers = try? Strata_V1_Trailers(serializedBytes: frame.payload) else {
                     throw StepFailure(reason: "TRAILERS payload does not decode as strata.v1.Trailers")
                 }
@@ -264,53 +297,53 @@ final class CaseExecution {
                 }
                 (code, text, detail) = (goAway.code, goAway.reason, nil)
             }
-            if let name = a["code"] as? String {
+            if let name = check.code {
                 guard let wanted = ConformanceRunner.statusCodes[name] else { throw StepFailure(reason: "unknown status name \(name)") }
                 guard code == wanted else {
                     throw StepFailure(reason: "status \(ConformanceRunner.statusName(code)) (\"\(text)\"), expected \(name)")
                 }
             }
-            if let fragment = a["message_contains"] as? String, !text.contains(fragment) {
+            if let fragment = check.messageContains, !text.contains(fragment) {
                 throw StepFailure(reason: "message \"\(text)\" does not contain \"\(fragment)\"")
             }
-            if let wanted = a["detail"] {
-                guard let detail else { throw StepFailure(reason: "no detail; expected \(wanted)") }
-                if let mismatch = Self.mismatch(detail, wanted, path: "detail") { throw StepFailure(reason: mismatch) }
+            if let wanted = check.detail.map({ substitute($0) }) {
+                guard let detail else { throw StepFailure(reason: "no detail; expected \(wanted.description)") }
+                if let mismatch = JSONValue.mismatch(detail, wanted, path: "detail") { throw StepFailure(reason: mismatch) }
             }
         }
-        if let message = a["message"] as? [String: Any] {
-            guard let typeName = message["type"] as? String, let type = MessageRegistry.types[typeName] else {
-                throw StepFailure(reason: "message needs a known type")
+        if let message = check.message {
+            guard let type = MessageRegistry.types[message.type] else {
+                throw StepFailure(reason: "message needs a known type, not \(message.type)")
             }
             let decoded: any SwiftProtobuf.Message
             do {
                 decoded = try type.init(serializedBytes: frame.payload)
             } catch {
-                throw StepFailure(reason: "the payload does not decode as \(typeName): \(error)")
+                throw StepFailure(reason: "the payload does not decode as \(message.type): \(error)")
             }
             let actual = try json(decoded)
-            if let fields = message["fields"], let mismatch = Self.mismatch(actual, fields, path: typeName) {
+            if let fields = message.fields.map({ substitute($0) }), let mismatch = JSONValue.mismatch(actual, fields, path: message.type) {
                 throw StepFailure(reason: mismatch)
             }
             // "capture": {"$name": "path.to.field"} keeps a response value
             // for later steps (a new key's id and secret, a position).
-            for (name, path) in message["capture"] as? [String: String] ?? [:] {
-                var value: Any? = actual
-                for component in path.split(separator: ".") { value = (value as? [String: Any])?[String(component)] }
-                guard let value else { throw StepFailure(reason: "cannot capture \(path): \(typeName) has no such field") }
-                variables[name] = "\(value)"
+            for (name, path) in message.capture ?? [:] {
+                var value: JSONValue? = actual
+                for component in path.split(separator: ".") { value = value?[String(component)] }
+                guard let text = value?.text else { throw StepFailure(reason: "cannot capture \(path): \(message.type) has no such field") }
+                variables[name] = text
             }
         }
     }
 
     /// MESSAGE frames of `call` until its TRAILERS: counts, each message's
     /// fields and the final status.
-    private func collect(_ a: [String: Any]) throws {
-        let connection = try connection(a)
-        guard a["call"] is Int else { throw StepFailure(reason: "collect needs call") }
-        let call = Self.u32(a["call"])
+    private func collect(_ step: ConformanceStep.Collect) throws {
+        let connection = try connection(step.conn)
+        let call = step.call
         var messages: [WireFrame] = []
-        let deadline = ContinuousClock.now + timeout(a)
+        let wait = timeout(step.timeoutMs)
+        let deadline = ContinuousClock.now + wait
         var trailers: WireFrame?
         while trailers == nil {
             let frame: WireFrame
@@ -321,34 +354,34 @@ final class CaseExecution {
                 case .frame(let next): frame = next
                 case .preface: continue
                 case .closed: throw StepFailure(reason: "the connection closed after \(messages.count) message(s), before TRAILERS")
-                case .timedOut: throw StepFailure(reason: "no TRAILERS within \(timeout(a)) after \(messages.count) message(s)")
+                case .timedOut: throw StepFailure(reason: "no TRAILERS within \(wait) after \(messages.count) message(s)")
                 }
             }
-            if frame.type == 1 && frame.flags & 1 == 1 { continue }
+            if frame.type == WireFrame.settings && frame.flags & 1 == 1 { continue }
             if frame.callID != call {
                 if frame.callID == 0 { throw StepFailure(reason: "got \(describe(frame)) while collecting call \(call)") }
                 connection.pending.append(frame)
                 continue
             }
             switch frame.type {
-            case 3: messages.append(frame)
-            case 4: trailers = frame
+            case WireFrame.message: messages.append(frame)
+            case WireFrame.trailers: trailers = frame
             default: throw StepFailure(reason: "unexpected \(frame) while collecting")
             }
         }
-        if let exact = a["messages"] as? Int, messages.count != exact {
+        if let exact = step.messages, messages.count != exact {
             throw StepFailure(reason: "\(messages.count) message(s), expected \(exact)")
         }
-        if let least = a["min_messages"] as? Int, messages.count < least {
+        if let least = step.minMessages, messages.count < least {
             throw StepFailure(reason: "\(messages.count) message(s), expected at least \(least)")
         }
-        if let most = a["max_messages"] as? Int, messages.count > most {
+        if let most = step.maxMessages, messages.count > most {
             throw StepFailure(reason: "\(messages.count) message(s), expected at most \(most)")
         }
-        if let each = a["each"] as? [String: Any] {
+        if let each = step.each {
             for (index, message) in messages.enumerated() {
                 do {
-                    try check(message, ["message": each])
+                    try check(message, FrameCheck(message: each))
                 } catch let failure as StepFailure {
                     throw StepFailure(reason: "message \(index + 1): \(failure.reason)")
                 }
@@ -356,84 +389,79 @@ final class CaseExecution {
         }
         // "events": the events of every message, concatenated (a read may
         // split its pages as the server likes), against this array.
-        if let wanted = a["events"] {
-            guard let typeName = a["events_of"] as? String, let type = MessageRegistry.types[typeName] else {
+        if let wanted = step.events.map({ substitute($0) }) {
+            guard let typeName = step.eventsOf, let type = MessageRegistry.types[typeName] else {
                 throw StepFailure(reason: "events needs events_of, the message type")
             }
-            var all: [Any] = []
+            var all: [JSONValue] = []
             for message in messages {
                 let decoded = try type.init(serializedBytes: message.payload)
-                all += ((try json(decoded)) as? [String: Any])?["events"] as? [Any] ?? []
+                if case .array(let events)? = try json(decoded)["events"] { all += events }
             }
-            if let failure = Self.mismatch(all, wanted, path: "events") { throw StepFailure(reason: failure) }
+            if let failure = JSONValue.mismatch(.array(all), wanted, path: "events") { throw StepFailure(reason: failure) }
         }
-        if let last = a["last"] as? [String: Any] {
+        if let last = step.last {
             guard let message = messages.last else { throw StepFailure(reason: "no message to check") }
-            try check(message, ["message": last])
+            try check(message, FrameCheck(message: last))
         }
         if let trailers {
-            var expected: [String: Any] = ["code": a["code"] as? String ?? "OK"]
-            expected["message_contains"] = a["message_contains"]
-            expected["detail"] = a["detail"]
-            try check(trailers, expected)
+            try check(trailers, FrameCheck(code: step.code ?? "OK", messageContains: substitute(step.messageContains), detail: step.detail))
         }
     }
 
     /// The same unary call, up to `max` times with call ids from `first_id`
     /// (step 2), until one ends with `until` (a status name); every earlier
     /// one must end OK. For filling a quota.
-    private func repeatCall(_ a: [String: Any]) throws {
-        guard var call = a["call"] as? [String: Any], let until = a["until"] as? String,
-              let wanted = ConformanceRunner.statusCodes[until] else {
-            throw StepFailure(reason: "repeat needs call and until (a status name)")
+    private func repeatCall(_ step: ConformanceStep.Repeat) throws {
+        guard let wanted = ConformanceRunner.statusCodes[step.until] else {
+            throw StepFailure(reason: "repeat needs until, a status name, not \(step.until)")
         }
-        let connection = try connection(a)
-        let most = a["max"] as? Int ?? 10
-        var id = a["first_id"] as? Int ?? 1
-        for attempt in 1 ... most {
-            call["id"] = id
-            if let name = a["conn"] { call["conn"] = name }
-            try self.call(call)
+        let connection = try connection(step.conn ?? step.call.conn)
+        let most = step.max ?? 10
+        var id = step.firstId ?? 1
+        for attempt in 1 ... max(1, most) {
+            try call(step.call, id: id, conn: step.conn ?? step.call.conn)
             var code: UInt32?
-            let deadline = ContinuousClock.now + timeout(a)
+            let wait = timeout(step.timeoutMs)
+            let deadline = ContinuousClock.now + wait
             while code == nil {
                 switch connection.next(timeout: deadline - .now) {
-                case .frame(let frame) where frame.callID == UInt32(id) && frame.type == 4:
+                case .frame(let frame) where frame.callID == id && frame.type == WireFrame.trailers:
                     guard let trailers = try? Strata_V1_Trailers(serializedBytes: frame.payload) else {
                         throw StepFailure(reason: "TRAILERS do not decode")
                     }
                     code = trailers.code
-                case .frame(let frame) where frame.callID == UInt32(id) && frame.type == 3:
+                case .frame(let frame) where frame.callID == id && frame.type == WireFrame.message:
                     continue  // the response of an attempt that succeeded
-                case .frame(let frame) where frame.type == 1 && frame.flags & 1 == 1:
+                case .frame(let frame) where frame.type == WireFrame.settings && frame.flags & 1 == 1:
                     continue
                 case .frame(let frame):
                     throw StepFailure(reason: "unexpected \(describe(frame)) during attempt \(attempt)")
                 case .preface: continue
                 case .closed: throw StepFailure(reason: "the connection closed during attempt \(attempt)")
-                case .timedOut: throw StepFailure(reason: "no TRAILERS for attempt \(attempt) within \(timeout(a))")
+                case .timedOut: throw StepFailure(reason: "no TRAILERS for attempt \(attempt) within \(wait)")
                 }
             }
             if code == wanted { return }
             guard code == 0 else {
-                throw StepFailure(reason: "attempt \(attempt) ended \(ConformanceRunner.statusName(code ?? 0)), expected OK or \(until)")
+                throw StepFailure(reason: "attempt \(attempt) ended \(ConformanceRunner.statusName(code ?? 0)), expected OK or \(step.until)")
             }
             id += 2
         }
-        throw StepFailure(reason: "no \(until) after \(most) calls")
+        throw StepFailure(reason: "no \(step.until) after \(most) calls")
     }
 
     /// Nothing (but a SETTINGS ACK) arrives for `ms` milliseconds.
-    private func silence(_ a: [String: Any]) throws {
-        let connection = try connection(a)
+    private func silence(_ step: ConformanceStep.Silence) throws {
+        let connection = try connection(step.conn)
         if let early = connection.pending.first {
             throw StepFailure(reason: "expected silence, but \(describe(early)) had already arrived")
         }
-        let deadline = ContinuousClock.now + .milliseconds(a["ms"] as? Int ?? 200)
+        let deadline = ContinuousClock.now + .milliseconds(step.ms ?? 200)
         while true {
             switch connection.next(timeout: deadline - .now) {
             case .timedOut: return
-            case .frame(let frame) where frame.type == 1 && frame.flags & 1 == 1: continue
+            case .frame(let frame) where frame.type == WireFrame.settings && frame.flags & 1 == 1: continue
             case .frame(let frame): throw StepFailure(reason: "expected silence, got \(describe(frame))")
             case .preface: continue
             case .closed: throw StepFailure(reason: "expected silence, the connection closed")
@@ -443,26 +471,23 @@ final class CaseExecution {
 
     // MARK: - Helpers
 
-    private func payload(_ a: [String: Any]) throws -> [UInt8] {
-        if let text = a["payload_hex"] as? String { return try bytes(hex: text) }
-        guard let message = a["message"] as? [String: Any] else { return [] }
-        guard let typeName = message["type"] as? String, let type = MessageRegistry.types[typeName] else {
-            throw StepFailure(reason: "message needs a type known to the runner, not \(String(describing: message["type"]))")
+    private func payload(_ message: ConformanceStep.Message?, hex text: String?) throws -> [UInt8] {
+        if let text = substitute(text) { return try bytes(hex: text) }
+        guard let message else { return [] }
+        guard let type = MessageRegistry.types[message.type] else {
+            throw StepFailure(reason: "message needs a type known to the runner, not \(message.type)")
         }
-        let body = message["json"] ?? [String: Any]()
+        let body = substitute(message.json ?? .object([:]))
         do {
-            let data = try JSONSerialization.data(withJSONObject: body, options: [.fragmentsAllowed])
-            return try type.init(jsonUTF8Data: data).serializedBytes()
+            return try type.init(jsonUTF8Data: try body.data()).serializedBytes()
         } catch {
-            throw StepFailure(reason: "the case's \(typeName) does not encode: \(error)")
+            throw StepFailure(reason: "the case's \(message.type) does not encode: \(error)")
         }
     }
 
-    private func flags(_ value: Any?) throws -> UInt8 {
-        guard let value else { return 0 }
-        guard let names = value as? [String] else { throw StepFailure(reason: "flags must be an array of names, not \(value)") }
+    private func flags(_ names: [String]?) throws -> UInt8 {
         var out: UInt8 = 0
-        for name in names {
+        for name in names ?? [] {
             switch name {
             case "ACK", "END_STREAM": out |= 1
             default:
@@ -490,82 +515,18 @@ final class CaseExecution {
     private func hex(_ bytes: [UInt8]) -> String { bytes.prefix(32).map { String(format: "%02x", $0) }.joined() + (bytes.count > 32 ? "…" : "") }
 
     private func describe(_ frame: WireFrame) -> String {
-        if frame.type == 4, let trailers = try? Strata_V1_Trailers(serializedBytes: frame.payload) {
+        if frame.type == WireFrame.trailers, let trailers = try? Strata_V1_Trailers(serializedBytes: frame.payload) {
             return "TRAILERS(call \(frame.callID)) \(ConformanceRunner.statusName(trailers.code)) \"\(trailers.message)\""
         }
-        if frame.type == 8, let goAway = try? Strata_V1_GoAway(serializedBytes: frame.payload) {
+        if frame.type == WireFrame.goAway, let goAway = try? Strata_V1_GoAway(serializedBytes: frame.payload) {
             return "GOAWAY \(ConformanceRunner.statusName(goAway.code)) \"\(goAway.reason)\""
         }
         return frame.description
     }
 
-    private func json(_ message: any SwiftProtobuf.Message) throws -> Any {
+    private func json(_ message: any SwiftProtobuf.Message) throws -> JSONValue {
         var options = JSONEncodingOptions()
         options.alwaysPrintInt64sAsNumbers = true
-        return try JSONSerialization.jsonObject(with: message.jsonUTF8Data(options: options), options: [.fragmentsAllowed])
-    }
-
-    /// nil when `actual` has everything `expected` names (a subset for
-    /// objects; absent fields count as their proto3 default; "$any" matches
-    /// anything present), else where they differ.
-    static func mismatch(_ actual: Any?, _ expected: Any, path: String) -> String? {
-        if let text = expected as? String, text == "$any" {
-            return actual == nil ? "\(path) is missing" : nil
-        }
-        // null: the field must be absent (unset message, default scalar).
-        if expected is NSNull {
-            return actual.map { "\(path) is \($0), expected it absent" }
-        }
-        // {"$present": X}: present and equal, even if X is a default (a oneof member).
-        if let object = expected as? [String: Any], object.count == 1, let wanted = object["$present"] {
-            guard let actual else { return "\(path) is missing, expected \(wanted)" }
-            return mismatch(actual, wanted, path: path)
-        }
-        guard let actual else {
-            return isDefault(expected) ? nil : "\(path) is missing, expected \(expected)"
-        }
-        switch expected {
-        case let object as [String: Any]:
-            guard let actualObject = actual as? [String: Any] else { return "\(path) is \(actual), expected an object" }
-            for (key, value) in object.sorted(by: { $0.key < $1.key }) {
-                if let failure = mismatch(actualObject[key], value, path: "\(path).\(key)") { return failure }
-            }
-            return nil
-        case let array as [Any]:
-            guard let actualArray = actual as? [Any] else { return "\(path) is \(actual), expected an array" }
-            guard actualArray.count == array.count else { return "\(path) has \(actualArray.count) element(s), expected \(array.count)" }
-            for (index, value) in array.enumerated() {
-                if let failure = mismatch(actualArray[index], value, path: "\(path)[\(index)]") { return failure }
-            }
-            return nil
-        default:
-            // A boolean never equals a number, though both arrive as NSNumber.
-            if actual is NSNumber, expected is NSNumber, isBoolean(actual) != isBoolean(expected) {
-                return "\(path) is \(actual), expected \(expected)"
-            }
-            return "\(actual)" == "\(expected)" || (actual as? NSNumber)?.stringValue == "\(expected)" ? nil
-                : "\(path) is \(actual), expected \(expected)"
-        }
-    }
-
-    private static func isBoolean(_ value: Any) -> Bool {
-        guard let number = value as? NSNumber else { return false }
-        let type = String(cString: number.objCType)
-        return type == "c" || type == "B"
-    }
-
-    static func u32(_ value: Any?, default fallback: UInt32 = 0) -> UInt32 {
-        guard let number = value as? Int else { return fallback }
-        return UInt32(clamping: number)
-    }
-
-    private static func isDefault(_ value: Any) -> Bool {
-        switch value {
-        case let number as NSNumber: return number == 0 || number == false
-        case let text as String: return text.isEmpty || text == "0"
-        case let array as [Any]: return array.isEmpty
-        case let object as [String: Any]: return object.isEmpty
-        default: return false
-        }
+        return try JSONValue.parse(message.jsonUTF8Data(options: options))
     }
 }

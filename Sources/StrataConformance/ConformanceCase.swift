@@ -5,13 +5,23 @@ import Foundation
 public struct ConformanceCase: Sendable {
     public let name: String
     public let rule: String
-    /// Each step is one JSON object with exactly one key (the step's kind);
-    /// kept as JSON text so the case stays Sendable.
-    let steps: [String]
+    let steps: [ConformanceStep]
     public let file: String
 
-    /// Loads every `*.json` file of `directory`, in name order. Each file is
-    /// `{"area": "...", "cases": [{"name", "rule", "steps": [...]}]}`.
+    /// A case file: `{"area": "...", "cases": [{"name", "rule", "steps": [...]}]}`.
+    private struct File: Decodable {
+        struct Entry: Decodable {
+            let name: String
+            let rule: String
+            let steps: [ConformanceStep]
+        }
+        let area: String?
+        let cases: [Entry]
+    }
+
+    /// Loads every `*.json` file of `directory`, in name order. A file that
+    /// does not decode is refused with where and why ("streams.json:
+    /// cases[3].steps[2].call: no value for 'method'").
     public static func load(directory: String) throws -> [ConformanceCase] {
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".json") }.sorted()
         var cases: [ConformanceCase] = []
@@ -19,30 +29,37 @@ public struct ConformanceCase: Sendable {
         for file in files {
             let path = (directory as NSString).appendingPathComponent(file)
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            guard let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let list = root["cases"] as? [[String: Any]] else {
-                throw ConformanceError("\(file): expected {\"area\": …, \"cases\": [...]}")
+            let decoded: File
+            do {
+                decoded = try JSONDecoder().decode(File.self, from: data)
+            } catch let error as DecodingError {
+                throw ConformanceError("\(file): \(Self.describe(error))")
             }
-            for (index, entry) in list.enumerated() {
-                guard let name = entry["name"] as? String, let rule = entry["rule"] as? String,
-                      let steps = entry["steps"] as? [[String: Any]], !steps.isEmpty else {
-                    throw ConformanceError("\(file): case \(index) needs name, rule and steps")
-                }
-                guard names.insert(name).inserted else { throw ConformanceError("\(file): case name '\(name)' is used twice") }
-                let encoded = try steps.enumerated().map { (number, step) throws -> String in
-                    guard step.count == 1, let kind = step.keys.first, StepKind(rawValue: kind) != nil else {
-                        throw ConformanceError("\(file): \(name): step \(number + 1) must be one of \(StepKind.allCases.map(\.rawValue)), as {\"kind\": {...}}")
-                    }
-                    return String(decoding: try JSONSerialization.data(withJSONObject: step, options: [.sortedKeys]), as: UTF8.self)
-                }
-                cases.append(ConformanceCase(name: name, rule: rule, steps: encoded, file: file))
+            for entry in decoded.cases {
+                guard !entry.steps.isEmpty else { throw ConformanceError("\(file): case '\(entry.name)' has no steps") }
+                guard names.insert(entry.name).inserted else { throw ConformanceError("\(file): case name '\(entry.name)' is used twice") }
+                cases.append(ConformanceCase(name: entry.name, rule: entry.rule, steps: entry.steps, file: file))
             }
         }
         return cases
     }
-}
 
-/// The kinds of step a case may use (see proto/conformance/README.md).
-enum StepKind: String, CaseIterable {
-    case connect, send, call, expect, collect, silence, grant, cancel, `repeat`
+    /// "cases[3].steps[2].call: no value for 'method'".
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ codingPath: [any CodingKey]) -> String {
+            codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+        }
+        switch error {
+        case let .keyNotFound(key, context):
+            return "\(path(context.codingPath)): no value for '\(key.stringValue)'"
+        case let .typeMismatch(type, context):
+            return "\(path(context.codingPath)): expected \(type)"
+        case let .valueNotFound(type, context):
+            return "\(path(context.codingPath)): expected \(type), found null"
+        case let .dataCorrupted(context):
+            return "\(path(context.codingPath)): \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
 }

@@ -121,7 +121,7 @@ public final class ConformanceRunner {
         let timeout: Duration
 
         func handshake() throws {
-            connection.send(WireConnection.preface + WireFrame(type: 1, flags: 0, callID: 0, payload: []).encoded)
+            connection.send(WireConnection.preface + WireFrame(type: WireFrame.settings, flags: 0, callID: 0, payload: []).encoded)
             guard case .preface(let preface) = connection.next(timeout: timeout), preface == WireConnection.preface else {
                 throw ConformanceError("setup: the server did not send the preface")
             }
@@ -129,7 +129,7 @@ public final class ConformanceRunner {
 
         /// True when the server sent its SETTINGS (false: a GOAWAY, refused).
         func accepted() -> Bool {
-            if case .frame(let frame) = connection.next(timeout: timeout) { return frame.type == 1 }
+            if case .frame(let frame) = connection.next(timeout: timeout) { return frame.type == WireFrame.settings }
             return false
         }
 
@@ -139,15 +139,15 @@ public final class ConformanceRunner {
             headers.method = method
             headers.metadata["authorization"] = "Bearer \(key)"
             if let tenant { headers.metadata["tenant"] = tenant }
-            connection.send(WireFrame(type: 2, flags: 0, callID: callID, payload: try headers.serializedBytes()).encoded
-                + WireFrame(type: 3, flags: 1, callID: callID, payload: try request.serializedBytes()).encoded)
+            connection.send(WireFrame(type: WireFrame.headers, flags: 0, callID: callID, payload: try headers.serializedBytes()).encoded
+                + WireFrame(type: WireFrame.message, flags: 1, callID: callID, payload: try request.serializedBytes()).encoded)
             var response: Response?
             let deadline = ContinuousClock.now + timeout
             while true {
                 switch connection.next(timeout: deadline - .now) {
-                case .frame(let frame) where frame.callID == callID && frame.type == 3:
+                case .frame(let frame) where frame.callID == callID && frame.type == WireFrame.message:
                     response = try Response(serializedBytes: frame.payload)
-                case .frame(let frame) where frame.callID == callID && frame.type == 4:
+                case .frame(let frame) where frame.callID == callID && frame.type == WireFrame.trailers:
                     let trailers = try Strata_V1_Trailers(serializedBytes: frame.payload)
                     guard trailers.code == 0, let response else {
                         throw ConformanceError("setup: \(method) failed: \(ConformanceRunner.statusName(trailers.code)) \(trailers.message)")

@@ -11,8 +11,19 @@ public struct WireFrame: Sendable, Equatable, CustomStringConvertible {
 
     public static let headerSize = 10
 
+    // Frame types (PROTOCOL.md §2), by name.
+    public static let settings: UInt8 = 1
+    public static let headers: UInt8 = 2
+    public static let message: UInt8 = 3
+    public static let trailers: UInt8 = 4
+    public static let cancel: UInt8 = 5
+    public static let windowUpdate: UInt8 = 6
+    public static let ping: UInt8 = 7
+    public static let goAway: UInt8 = 8
+
     public static let typeNames: [String: UInt8] = [
-        "SETTINGS": 1, "HEADERS": 2, "MESSAGE": 3, "TRAILERS": 4, "CANCEL": 5, "WINDOW_UPDATE": 6, "PING": 7, "GOAWAY": 8,
+        "SETTINGS": settings, "HEADERS": headers, "MESSAGE": message, "TRAILERS": trailers, "CANCEL": cancel,
+        "WINDOW_UPDATE": windowUpdate, "PING": ping, "GOAWAY": goAway,
     ]
 
     public static func name(of type: UInt8) -> String {

@@ -29,6 +29,33 @@ struct ConformanceTests {
         #expect(try fixture.system.tenants().map(\.name) == ["acme"])
     }
 
+    @Test("a case file that does not decode is refused with the file, the step's path and what is wrong")
+    func malformedCasesAreRefused() throws {
+        let directory = TemporaryDirectory()
+        func load(_ json: String) throws -> [ConformanceCase] {
+            try Data(json.utf8).write(to: URL(fileURLWithPath: directory.sub("cases.json")))
+            return try ConformanceCase.load(directory: directory.path)
+        }
+        let good = try load(#"{"area": "t", "cases": [{"name": "t.one", "rule": "§1", "steps": [{"connect": {}}, {"call": {"id": 1, "method": "/m", "tenant": null}}]}]}"#)
+        #expect(good.count == 1 && good[0].name == "t.one")
+        let cases: [(json: String, message: String)] = [
+            (#"{"cases": [{"name": "t", "rule": "", "steps": [{"connect": {}}, {"call": {"id": 1}}]}]}"#,
+             "cases.json: cases[0].steps[1].call: no value for 'method'"),
+            (#"{"cases": [{"name": "t", "rule": "", "steps": [{"connect": {}, "send": {}}]}]}"#,
+             "cases.json: cases[0].steps[0]: a step is one object with one key, its kind"),
+            (#"{"cases": [{"name": "t", "rule": "", "steps": [{"grant": {"call": "three"}}]}]}"#,
+             "cases.json: cases[0].steps[0].grant.call: expected UInt32"),
+            (#"{"cases": [{"name": "t", "rule": "", "steps": []}]}"#, "cases.json: case 't' has no steps"),
+        ]
+        for (json, message) in cases {
+            #expect {
+                _ = try load(json)
+            } throws: { error in
+                "\(error)".hasPrefix(message) || { Issue.record("got \(error)"); return false }()
+            }
+        }
+    }
+
     /// The server must answer without the Swift concurrency pool: a host
     /// process whose pool threads are all blocked (as this test process's
     /// are, at times, by tests that wait on child processes) once held a
