@@ -5,70 +5,70 @@ import StrataWire
 import SwiftProtobuf
 
 /// A call waiting for its response, fed by the connection's reader thread.
-/// Thread-safe: its state is guarded by `lock`.
-final class PendingCall: @unchecked Sendable {
-    private let lock = NSLock()
-    /// The protocol state shared with the server's implementation; it decides
-    /// whether a response MESSAGE from the server is legal.
-    private var lifecycle: CallLifecycle
-    private var messages: [[UInt8]] = []
-    private var head = 0  // messages before `head` were taken
-    private var outcome: Result<Void, RPCError>?
-    private var waiter: CheckedContinuation<Void, Never>?
+/// Thread-safe: its state is owned by a `Locked`; a waiting caller is
+/// resumed outside it.
+final class PendingCall: Sendable {
+    private struct State {
+        /// The protocol state shared with the server's implementation; it
+        /// decides whether a response MESSAGE from the server is legal.
+        var lifecycle: CallLifecycle
+        var messages: [[UInt8]] = []
+        var head = 0  // messages before `head` were taken
+        var outcome: Result<Void, RPCError>?
+        var waiter: CheckedContinuation<Void, Never>?
+        /// Messages consumed since credit was last returned.
+        var consumedSinceGrant = 0
+    }
 
-    /// The window the call started with, and the messages consumed since
-    /// credit was last returned (under `lock`).
+    /// The window the call started with.
     private let initialWindow: Int
-    private var consumedSinceGrant = 0
+    private let state: Locked<State>
 
     init(kind: CallLifecycle.Kind, initialWindow: Int) {
         self.initialWindow = initialWindow
-        lifecycle = CallLifecycle(kind: kind, initialWindow: initialWindow)
+        var lifecycle = CallLifecycle(kind: kind, initialWindow: initialWindow)
         // The request goes out with the HEADERS, END_STREAM set.
         try? lifecycle.request(endStream: true)
+        state = Locked(State(lifecycle: lifecycle))
     }
 
     /// Called by the reader thread. Throws when the server sent a message the
     /// protocol does not allow (beyond credit, a second unary response).
     func received(message: [UInt8]) throws(CallViolation) {
-        lock.lock()
-        do {
-            try lifecycle.respond()
-        } catch {
-            lock.unlock()
-            throw error
+        let waiter = try state.withLock { (state) throws(CallViolation) -> CheckedContinuation<Void, Never>? in
+            try state.lifecycle.respond()
+            state.messages.append(message)
+            defer { state.waiter = nil }
+            return state.waiter
         }
-        messages.append(message)
-        let waiter = self.waiter
-        self.waiter = nil
-        lock.unlock()
         waiter?.resume()
     }
 
     /// Counts one message the caller has consumed; once half the initial
     /// window is consumed, returns that many messages of credit to give back.
     func consumedMessage() -> Int? {
-        lock.withLock {
-            consumedSinceGrant += 1
-            guard consumedSinceGrant >= Swift.max(1, initialWindow / 2) else { return nil }
-            defer { consumedSinceGrant = 0 }
-            return consumedSinceGrant
+        let half = Swift.max(1, initialWindow / 2)
+        return state.withLock { state in
+            state.consumedSinceGrant += 1
+            guard state.consumedSinceGrant >= half else { return nil }
+            defer { state.consumedSinceGrant = 0 }
+            return state.consumedSinceGrant
         }
     }
 
     /// Records credit granted to the server (before the WINDOW_UPDATE is sent).
     func granted(_ messages: UInt32) {
-        lock.withLock { lifecycle.grant(messages) }
+        state.withLock { $0.lifecycle.grant(messages) }
     }
 
     /// Called by the reader thread (trailers) or on cancellation/close; the first outcome wins.
     func finished(_ result: Result<Void, RPCError>) {
-        lock.lock()
-        lifecycle.end()
-        if outcome == nil { outcome = result }
-        let waiter = self.waiter
-        self.waiter = nil
-        lock.unlock()
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.lifecycle.end()
+            if state.outcome == nil { state.outcome = result }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
         waiter?.resume()
     }
 
@@ -79,26 +79,26 @@ final class PendingCall: @unchecked Sendable {
     }
 
     private func poll() -> Poll {
-        lock.withLock {
-            if head < messages.count {
-                let message = messages[head]
-                head += 1
-                if head == messages.count {
-                    messages.removeAll(keepingCapacity: true)
-                    head = 0
+        state.withLock { state in
+            if state.head < state.messages.count {
+                let message = state.messages[state.head]
+                state.head += 1
+                if state.head == state.messages.count {
+                    state.messages.removeAll(keepingCapacity: true)
+                    state.head = 0
                 }
                 return .message(message)
             }
-            if let outcome { return .ended(outcome) }
+            if let outcome = state.outcome { return .ended(outcome) }
             return .empty
         }
     }
 
     /// Parks `continuation` until a message or the outcome arrives.
     private func wait(_ continuation: CheckedContinuation<Void, Never>) {
-        let ready: Bool = lock.withLock {
-            if head == messages.count && outcome == nil {
-                waiter = continuation
+        let ready: Bool = state.withLock { state in
+            if state.head == state.messages.count && state.outcome == nil {
+                state.waiter = continuation
                 return false
             }
             return true
@@ -126,9 +126,11 @@ final class PendingCall: @unchecked Sendable {
 /// frames and hands them to their calls.
 final class ClientConnection: @unchecked Sendable {
     // @unchecked: `fd` is immutable; `outbound`, `flushing` and
-    // `sendDeferred` are guarded by `outboundCondition`; `descriptorClosed`
-    // by `sendLock`; `state` is a `Locked`; the decoder belongs to the
-    // reader thread.
+    // `sendDeferred` are guarded by `outboundCondition` (a condition:
+    // callers wait on it while too much is queued); `descriptorClosed` is a
+    // `Locked`; the protocol state (`state`, a
+    // `ClientConnectionStateMachine`) by its `Locked`; the decoder belongs
+    // to the reader thread.
     private let fd: Int32
     /// Bytes queued for the socket. A caller that finds nobody sending becomes
     /// the flusher and sends what others queue meanwhile, so 16 concurrent
@@ -141,32 +143,12 @@ final class ClientConnection: @unchecked Sendable {
     /// Callers wait while more than this is queued (a server that stops
     /// reading cannot make the client buffer without bound).
     private static let maxQueuedBytes = 4 << 20
-    /// Held by the flusher around `send`, and by the reader thread to close
-    /// `fd`, so no write can reach a descriptor number the OS has handed out again.
-    private let sendLock = NSLock()
-    private var descriptorClosed = false
-    private struct State {
-        var nextCallID: UInt32 = 1
-        var calls: [UInt32: PendingCall] = [:]
-        var failure: RPCError?
-        var goingAway = false
-        var initialWindow = Int(ProtocolDefaults.initialWindowMessages)
-        /// The server's limit on open calls; calls beyond it wait for a slot.
-        var maxConcurrentCalls = Int(ProtocolDefaults.maxConcurrentCalls)
-        /// Slots taken by `reserveSlot` and not yet used by `open`.
-        var reserved = 0
-        var slotWaiters: [CheckedContinuation<Void, Never>] = []
-
-        mutating func releaseSlots() -> [CheckedContinuation<Void, Never>] {
-            var ready: [CheckedContinuation<Void, Never>] = []
-            while !slotWaiters.isEmpty && (calls.count + reserved < maxConcurrentCalls || failure != nil) {
-                reserved += 1
-                ready.append(slotWaiters.removeFirst())
-            }
-            return ready
-        }
-    }
-    private let state = Locked(State())
+    /// Whether the reader thread closed `fd`. Its lock is held by the
+    /// flusher around `send` and by the reader thread to close `fd`, so no
+    /// write can reach a descriptor number the OS has handed out again.
+    private let descriptorClosed = Locked(false)
+    private typealias StateMachine = ClientConnectionStateMachine<PendingCall, CheckedContinuation<Void, Never>>
+    private let state = Locked(StateMachine())
     let maxFrameSize: UInt32
     /// Signalled once the server's SETTINGS arrived, or the connection failed.
     private let handshakeDone = DispatchSemaphore(value: 0)
@@ -230,7 +212,7 @@ final class ClientConnection: @unchecked Sendable {
         throw RPCError(.unavailable, "cannot connect to \(host):\(port): \(String(cString: strerror(lastError)))")
     }
 
-    var isUsable: Bool { state.withLock { $0.failure == nil && !$0.goingAway } }
+    var isUsable: Bool { state.withLock { $0.isUsable } }
 
     var initialWindow: Int { state.withLock { $0.initialWindow } }
 
@@ -238,24 +220,13 @@ final class ClientConnection: @unchecked Sendable {
     /// reserves that room for the next `open`.
     func reserveSlot() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready: Bool = state.withLock { state in
-                if state.calls.count + state.reserved < state.maxConcurrentCalls || state.failure != nil {
-                    state.reserved += 1
-                    return true
-                }
-                state.slotWaiters.append(continuation)
-                return false
-            }
-            if ready { continuation.resume() }
+            if state.withLock({ $0.reserveSlot(continuation) }) { continuation.resume() }
         }
     }
 
     /// Removes a finished call and lets waiting calls in.
     private func removeCall(_ id: UInt32) -> PendingCall? {
-        let (call, ready) = state.withLock { state in
-            let call = state.calls.removeValue(forKey: id)
-            return (call, state.releaseSlots())
-        }
+        let (call, ready) = state.withLock { $0.remove(id) }
         for waiter in ready { waiter.resume() }
         return call
     }
@@ -280,15 +251,7 @@ final class ClientConnection: @unchecked Sendable {
         // Call ids must reach the server in increasing order: the id is
         // allocated and its frames queued under the same lock.
         let (id, othersInFlight) = try enqueue { (out) throws(RPCError) -> (UInt32, Bool) in
-            let (id, others) = try state.withLock { (state) throws(RPCError) -> (UInt32, Bool) in
-                state.reserved = Swift.max(0, state.reserved - 1)
-                if let failure = state.failure { throw failure }
-                if state.goingAway { throw RPCError(.unavailable, "the connection is going away") }
-                let id = state.nextCallID
-                state.nextCallID += 1
-                state.calls[id] = call
-                return (id, state.calls.count > 1)
-            }
+            let (id, others) = try state.withLock { (state) throws(RPCError) -> (UInt32, Bool) in try state.open(call) }
             Frame(type: .headers, callID: id, payload: headers).encode(into: &out)
             Frame(type: .message, flags: .endStream, callID: id, payload: request).encode(into: &out)
             return (id, others)
@@ -319,7 +282,7 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Grants a streaming call more messages.
     func grant(_ id: UInt32, messages: Int) {
-        guard let call = state.withLock({ $0.calls[id] }) else { return }  // ended meanwhile
+        guard let call = state.withLock({ $0.call(id) }) else { return }  // ended meanwhile
         call.granted(UInt32(messages))
         var update = Strata_V1_WindowUpdate()
         update.messages = UInt32(messages)
@@ -431,18 +394,21 @@ final class ClientConnection: @unchecked Sendable {
 
     /// Writes all of `bytes` to the socket.
     private func sendAll(_ bytes: [UInt8]) throws(RPCError) {
-        sendLock.lock()
-        defer { sendLock.unlock() }
-        if descriptorClosed { throw state.withLock { $0.failure } ?? RPCError(.unavailable, "the connection is closed") }
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-            if written > 0 {
-                offset += written
-            } else if written < 0 && errno == EINTR {
-                continue
-            } else {
-                throw RPCError(.unavailable, "connection lost while sending: \(String(cString: strerror(errno)))")
+        let fd = self.fd
+        let state = self.state
+        // Lock order: `descriptorClosed`, then `state` (nothing takes them the other way round).
+        try descriptorClosed.withLock { (closed) throws(RPCError) in
+            if closed { throw state.withLock { $0.failure } ?? RPCError(.unavailable, "the connection is closed") }
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+                if written > 0 {
+                    offset += written
+                } else if written < 0 && errno == EINTR {
+                    continue
+                } else {
+                    throw RPCError(.unavailable, "connection lost while sending: \(String(cString: strerror(errno)))")
+                }
             }
         }
     }
@@ -453,20 +419,14 @@ final class ClientConnection: @unchecked Sendable {
         // Once the reader thread has closed `fd` its number may belong to
         // another socket of this process (a server's connection, in tests):
         // shutting it down would cut that one.
-        sendLock.lock()
-        defer { sendLock.unlock() }
-        if !descriptorClosed { shutdown(fd, Int32(SHUT_RDWR)) }
+        let fd = self.fd
+        descriptorClosed.withLock { closed in
+            if !closed { shutdown(fd, Int32(SHUT_RDWR)) }
+        }
     }
 
     private func fail(_ error: RPCError) {
-        let (calls, waiters) = state.withLock { state -> ([PendingCall], [CheckedContinuation<Void, Never>]) in
-            if state.failure == nil { state.failure = error }
-            defer {
-                state.calls.removeAll()
-                state.slotWaiters.removeAll()
-            }
-            return (Array(state.calls.values), state.slotWaiters)
-        }
+        let (calls, waiters) = state.withLock { $0.fail(error) }
         for call in calls { call.finished(.failure(error)) }
         for waiter in waiters { waiter.resume() }  // they fail in `open`
         handshakeDone.signal()  // a connect still waiting sees the failure
@@ -479,10 +439,11 @@ final class ClientConnection: @unchecked Sendable {
         var handshakeComplete = false
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         defer {
-            sendLock.lock()
-            Glibc.close(fd)
-            descriptorClosed = true
-            sendLock.unlock()
+            let fd = self.fd
+            descriptorClosed.withLock { closed in
+                Glibc.close(fd)
+                closed = true
+            }
         }
         while true {
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -494,7 +455,7 @@ final class ClientConnection: @unchecked Sendable {
             buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0 ..< count])) }
             do {
                 while let frame = try decoder.next() {
-                    let (open, last) = state.withLock { ($0.calls[frame.callID] != nil, $0.nextCallID &- 1) }
+                    let (open, last) = state.withLock { ($0.call(frame.callID) != nil, $0.lastCallID) }
                     switch FrameRules.check(frame, role: .client, handshakeComplete: handshakeComplete,
                                             callIsOpen: open, lastCallID: last) {
                     case .accept:
@@ -537,13 +498,9 @@ final class ClientConnection: @unchecked Sendable {
         case .settings:
             if !frame.flags.contains(.ack) {
                 if let settings = try? Strata_V1_Settings(serializedBytes: frame.payload) {
-                    let ready = state.withLock { state in
-                        // The server applies min(ours, its own); so does the client.
-                        if settings.initialWindowMessages > 0 {
-                            state.initialWindow = Swift.min(state.initialWindow, Int(settings.initialWindowMessages))
-                        }
-                        if settings.maxConcurrentCalls > 0 { state.maxConcurrentCalls = Int(settings.maxConcurrentCalls) }
-                        return state.releaseSlots()
+                    let ready = state.withLock {
+                        $0.receivedSettings(initialWindowMessages: settings.initialWindowMessages,
+                                            maxConcurrentCalls: settings.maxConcurrentCalls)
                     }
                     for waiter in ready { waiter.resume() }
                 }
@@ -552,7 +509,7 @@ final class ClientConnection: @unchecked Sendable {
             }
         case .message:
             do {
-                try state.withLock { $0.calls[frame.callID] }?.received(message: frame.payload)
+                try state.withLock { $0.call(frame.callID) }?.received(message: frame.payload)
             } catch {
                 return error
             }
@@ -573,11 +530,7 @@ final class ClientConnection: @unchecked Sendable {
             let goAway = try? Strata_V1_GoAway(serializedBytes: frame.payload)
             let last = goAway?.lastCallID ?? 0
             // Calls above last_call_id were not processed: they fail UNAVAILABLE and are safe to retry.
-            let refused = state.withLock { state -> [PendingCall] in
-                state.goingAway = true
-                let ids = state.calls.keys.filter { $0 > last }
-                return ids.compactMap { state.calls.removeValue(forKey: $0) }
-            }
+            let refused = state.withLock { $0.receivedGoAway(lastCallID: last) }
             for call in refused {
                 call.finished(.failure(RPCError(.unavailable, "the server is going away: \(goAway?.reason ?? "")")))
             }
