@@ -121,6 +121,10 @@ let package = Package(
         // Shared by the test targets: a deterministic generator and raw
         // loopback sockets (in Tests/, never linked into the product).
         .target(name: "StrataTestSupport", path: "Tests/StrataTestSupport"),
+        // Raw frame connections for protocol-level tests (server and client).
+        .target(name: "StrataProtocolTestSupport",
+                dependencies: ["StrataWire", "StrataProto", "StrataTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                path: "Tests/StrataProtocolTestSupport"),
         .testTarget(
             name: "StrataLMDBTests",
             dependencies: ["StrataLMDB", "StrataTestSupport"]
@@ -132,13 +136,13 @@ let package = Package(
         .testTarget(
             name: "StrataServerTests",
             dependencies: ["StrataServer", "StrataClient", "StrataWire", "StrataProto", "StrataStorage", "StrataProjections",
-                           "StrataConformance", "StrataSupport", "StrataTestSupport",
+                           "StrataConformance", "StrataSupport", "StrataTestSupport", "StrataProtocolTestSupport",
                            .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "Logging", package: "swift-log")]
         ),
-        // The client's own codecs, without a server.
+        // The client on its own: codecs, state machine, and a scripted fake server.
         .testTarget(
             name: "StrataClientTests",
-            dependencies: ["StrataClient", "StrataWire", "StrataProto", "StrataTestSupport",
+            dependencies: ["StrataClient", "StrataWire", "StrataProto", "StrataTestSupport", "StrataProtocolTestSupport",
                            .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(

@@ -4,7 +4,7 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET…]     # default: 20 seconds each, every target
 #
-# Targets: frames, calls, payloads, connections (Sources/StrataFuzzing). Each starts from
+# Targets: frames, calls, payloads, connections, client-connections (Sources/StrataFuzzing). Each starts from
 # its saved inputs in Tests/StrataFuzzingTests/corpus/<target>/ and adds the
 # new ones it finds to .build-fuzz/corpus/<target>/. A crash leaves
 # crash-<hash> in .build-fuzz/ and fails the script: copy it into the saved
@@ -16,7 +16,7 @@ scripts/install-deps.sh
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -eq 0 ] && targets=(frames calls payloads connections)
+[ "${#targets[@]}" -eq 0 ] && targets=(frames calls payloads connections client-connections)
 
 # A separate build folder: every Swift module of the fuzzer is instrumented.
 swift build --product strata-fuzz --scratch-path .build-fuzz \

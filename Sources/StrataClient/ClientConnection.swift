@@ -125,24 +125,16 @@ final class PendingCall: Sendable {
 /// as the callers' concurrency allows, and a reader thread that decodes
 /// frames and hands them to their calls.
 final class ClientConnection: @unchecked Sendable {
-    // @unchecked: `fd` is immutable; `outbound`, `flushing` and
-    // `sendDeferred` are guarded by `outboundCondition` (a condition:
-    // callers wait on it while too much is queued); `descriptorClosed` is a
+    // @unchecked: `fd` is immutable; `outbound` (a `ClientOutboundQueue`)
+    // is owned by `outboundCondition` (a condition: callers wait on it
+    // while too much is queued); `descriptorClosed` is a
     // `Locked`; the protocol state (`state`, a
     // `ClientConnectionStateMachine`) by its `Locked`; the decoder belongs
     // to the reader thread.
     private let fd: Int32
-    /// Bytes queued for the socket. A caller that finds nobody sending becomes
-    /// the flusher and sends what others queue meanwhile, so 16 concurrent
-    /// calls on a connection cost a few system calls, not 16.
+    /// Bytes queued for the socket and who sends them.
     private let outboundCondition = NSCondition()
-    private var outbound: [UInt8] = []
-    private var flushing = false
-    /// A deferred send is pending (guarded by `outboundCondition`).
-    private var sendDeferred = false
-    /// Callers wait while more than this is queued (a server that stops
-    /// reading cannot make the client buffer without bound).
-    private static let maxQueuedBytes = 4 << 20
+    private var outbound = ClientOutboundQueue(maxQueuedBytes: 4 << 20)
     /// Whether the reader thread closed `fd`. Its lock is held by the
     /// flusher around `send` and by the reader thread to close `fd`, so no
     /// write can reach a descriptor number the OS has handed out again.
@@ -299,15 +291,15 @@ final class ClientConnection: @unchecked Sendable {
     private func enqueue<T>(_ body: (inout [UInt8]) throws(RPCError) -> T) throws(RPCError) -> T {
         outboundCondition.lock()
         defer { outboundCondition.unlock() }
-        while flushing && outbound.count >= Self.maxQueuedBytes { outboundCondition.wait() }
-        return try body(&outbound)
+        while outbound.mustWait { outboundCondition.wait() }
+        return try outbound.enqueue(body)
     }
 
     private func enqueue(_ body: (inout [UInt8]) -> Void) {
         outboundCondition.lock()
         defer { outboundCondition.unlock() }
-        while flushing && outbound.count >= Self.maxQueuedBytes { outboundCondition.wait() }
-        body(&outbound)
+        while outbound.mustWait { outboundCondition.wait() }
+        outbound.enqueue(body)
     }
 
     /// Sends the queued bytes unless another thread is already doing so (it
@@ -315,36 +307,25 @@ final class ClientConnection: @unchecked Sendable {
     private func flush() throws(RPCError) {
         var batch: [UInt8] = []
         outboundCondition.lock()
-        if flushing || outbound.isEmpty {
-            outboundCondition.unlock()
-            return
-        }
-        flushing = true
-        swap(&batch, &outbound)
+        let started = outbound.startFlush(into: &batch)
         outboundCondition.unlock()
+        guard started else { return }
         while true {
             do {
                 try sendAll(batch)
             } catch {
                 outboundCondition.lock()
-                flushing = false
-                outbound.removeAll()
+                outbound.abandonFlush()
                 outboundCondition.broadcast()
                 outboundCondition.unlock()
                 fail(error)
                 throw error
             }
-            batch.removeAll(keepingCapacity: true)
             outboundCondition.lock()
-            if outbound.isEmpty {
-                flushing = false
-                outboundCondition.broadcast()
-                outboundCondition.unlock()
-                return
-            }
-            swap(&batch, &outbound)
+            let more = outbound.continueFlush(into: &batch)
             outboundCondition.broadcast()  // room again for callers waiting on the limit
             outboundCondition.unlock()
+            if !more { return }
         }
     }
 
@@ -368,8 +349,7 @@ final class ClientConnection: @unchecked Sendable {
     /// the callers it waits for nor waits behind lower work.
     private func deferSend() {
         outboundCondition.lock()
-        let first = !sendDeferred
-        sendDeferred = true
+        let first = outbound.requestDeferredSend()
         outboundCondition.unlock()
         guard first else { return }
         Task.detached(priority: Task.currentPriority) { [self] in deferredFlush() }
@@ -377,7 +357,7 @@ final class ClientConnection: @unchecked Sendable {
 
     private func deferredFlush() {
         outboundCondition.lock()
-        sendDeferred = false
+        outbound.deferredSendStarted()
         outboundCondition.unlock()
         try? flush()
     }
@@ -387,7 +367,7 @@ final class ClientConnection: @unchecked Sendable {
     private func sendQueued(waitingAtMost limit: Duration) {
         let deadline = Date() + Double(limit.components.seconds) + Double(limit.components.attoseconds) / 1e18
         outboundCondition.lock()
-        while flushing && outboundCondition.wait(until: deadline) {}
+        while outbound.flushing && outboundCondition.wait(until: deadline) {}
         outboundCondition.unlock()
         try? flush()
     }
@@ -530,10 +510,11 @@ final class ClientConnection: @unchecked Sendable {
             let goAway = try? Strata_V1_GoAway(serializedBytes: frame.payload)
             let last = goAway?.lastCallID ?? 0
             // Calls above last_call_id were not processed: they fail UNAVAILABLE and are safe to retry.
-            let refused = state.withLock { $0.receivedGoAway(lastCallID: last) }
+            let (refused, waiters) = state.withLock { $0.receivedGoAway(lastCallID: last) }
             for call in refused {
                 call.finished(.failure(RPCError(.unavailable, "the server is going away: \(goAway?.reason ?? "")")))
             }
+            for waiter in waiters { waiter.resume() }  // they fail in `open`
         case .headers, .cancel, .windowUpdate:
             break
         }

@@ -10,8 +10,8 @@ import StrataWire
 ///
 /// Owned by its connection through a `Locked` (the reader thread and the
 /// callers' tasks both drive it).
-struct ClientConnectionStateMachine<Call, Waiter> {
-    enum Phase: Equatable, Sendable {
+package struct ClientConnectionStateMachine<Call, Waiter> {
+    package enum Phase: Equatable, Sendable {
         /// Connected; the server's SETTINGS have not arrived.
         case awaitingSettings
         case open
@@ -21,33 +21,33 @@ struct ClientConnectionStateMachine<Call, Waiter> {
         case failed
     }
 
-    private(set) var phase = Phase.awaitingSettings
+    package private(set) var phase = Phase.awaitingSettings
     /// The first failure; every later call fails with it.
-    private(set) var failure: RPCError?
-    private(set) var nextCallID: UInt32 = 1
-    private(set) var calls: [UInt32: Call] = [:]
+    package private(set) var failure: RPCError?
+    package private(set) var nextCallID: UInt32 = 1
+    package private(set) var calls: [UInt32: Call] = [:]
     /// The initial window the connection's calls start with: min(ours, the server's).
-    private(set) var initialWindow = Int(ProtocolDefaults.initialWindowMessages)
+    package private(set) var initialWindow = Int(ProtocolDefaults.initialWindowMessages)
     /// The server's limit on open calls; calls beyond it wait for a slot.
-    private(set) var maxConcurrentCalls = Int(ProtocolDefaults.maxConcurrentCalls)
+    package private(set) var maxConcurrentCalls = Int(ProtocolDefaults.maxConcurrentCalls)
     /// Slots taken by `reserveSlot` and not yet used by `open`.
-    private(set) var reserved = 0
+    package private(set) var reserved = 0
     private var slotWaiters: [Waiter] = []
 
-    init() {}
+    package init() {}
 
     /// Whether new calls may use this connection.
-    var isUsable: Bool { failure == nil && phase != .goingAway }
+    package var isUsable: Bool { failure == nil && phase != .goingAway }
     /// The highest call id sent so far (for the per-frame rules).
-    var lastCallID: UInt32 { nextCallID &- 1 }
-    var waitingForSlots: Int { slotWaiters.count }
+    package var lastCallID: UInt32 { nextCallID &- 1 }
+    package var waitingForSlots: Int { slotWaiters.count }
 
-    func call(_ id: UInt32) -> Call? { calls[id] }
+    package func call(_ id: UInt32) -> Call? { calls[id] }
 
     /// Takes a slot under the server's limit for the next `open`: true when
     /// one is free now, else `waiter` waits (it is returned once a slot
     /// frees, or the connection fails and every waiter must see why).
-    mutating func reserveSlot(_ waiter: Waiter) -> Bool {
+    package mutating func reserveSlot(_ waiter: Waiter) -> Bool {
         if hasFreeSlot {
             reserved += 1
             return true
@@ -60,7 +60,7 @@ struct ClientConnectionStateMachine<Call, Waiter> {
     /// increasing order: the caller queues its frames while it holds the
     /// lock that owns this machine). Returns the id and whether other calls
     /// are in flight. Uses up a reserved slot, if any.
-    mutating func open(_ call: Call) throws(RPCError) -> (id: UInt32, othersInFlight: Bool) {
+    package mutating func open(_ call: Call) throws(RPCError) -> (id: UInt32, othersInFlight: Bool) {
         reserved = Swift.max(0, reserved - 1)
         if let failure { throw failure }
         if phase == .goingAway { throw RPCError(.unavailable, "the connection is going away") }
@@ -72,14 +72,14 @@ struct ClientConnectionStateMachine<Call, Waiter> {
 
     /// A call ended (its trailers, a cancel): removes it and returns the
     /// waiters its slot lets in.
-    mutating func remove(_ id: UInt32) -> (call: Call?, ready: [Waiter]) {
+    package mutating func remove(_ id: UInt32) -> (call: Call?, ready: [Waiter]) {
         let call = calls.removeValue(forKey: id)
         return (call, releaseSlots())
     }
 
     /// The server's SETTINGS: its initial window (the client applies
     /// min(ours, theirs), as the server does) and its call limit (0: unchanged).
-    mutating func receivedSettings(initialWindowMessages: UInt32, maxConcurrentCalls: UInt32) -> [Waiter] {
+    package mutating func receivedSettings(initialWindowMessages: UInt32, maxConcurrentCalls: UInt32) -> [Waiter] {
         if phase == .awaitingSettings { phase = .open }
         if initialWindowMessages > 0 { initialWindow = Swift.min(initialWindow, Int(initialWindowMessages)) }
         if maxConcurrentCalls > 0 { self.maxConcurrentCalls = Int(maxConcurrentCalls) }
@@ -87,16 +87,21 @@ struct ClientConnectionStateMachine<Call, Waiter> {
     }
 
     /// The server's GOAWAY: calls above `lastCallID` were never processed
-    /// and are returned to fail UNAVAILABLE (safe to retry); the others finish.
-    mutating func receivedGoAway(lastCallID: UInt32) -> [Call] {
+    /// and are returned to fail UNAVAILABLE (safe to retry); the others
+    /// finish. Slot waiters are returned too: no call will start here, so
+    /// they go on to `open`, which tells them so.
+    package mutating func receivedGoAway(lastCallID: UInt32) -> (refused: [Call], waiters: [Waiter]) {
         if phase != .failed { phase = .goingAway }
-        let refused = calls.keys.filter { $0 > lastCallID }.sorted()
-        return refused.compactMap { calls.removeValue(forKey: $0) }
+        let refused = calls.keys.filter { $0 > lastCallID }.sorted().compactMap { calls.removeValue(forKey: $0) }
+        let waiters = slotWaiters
+        slotWaiters.removeAll()
+        reserved += waiters.count
+        return (refused, waiters)
     }
 
     /// The connection failed: the first error is kept; the open calls and
     /// the slot waiters are returned to be told (a later failure returns none).
-    mutating func fail(_ error: RPCError) -> (calls: [Call], waiters: [Waiter]) {
+    package mutating func fail(_ error: RPCError) -> (calls: [Call], waiters: [Waiter]) {
         if failure == nil { failure = error }
         phase = .failed
         let failedCalls = calls.keys.sorted().compactMap { calls[$0] }
@@ -106,7 +111,9 @@ struct ClientConnectionStateMachine<Call, Waiter> {
         return (failedCalls, waiters)
     }
 
-    private var hasFreeSlot: Bool { calls.count + reserved < maxConcurrentCalls || failure != nil }
+    /// A slot is free under the limit; or no call will start here (going
+    /// away, failed) and the caller goes straight on to `open`, which says why.
+    private var hasFreeSlot: Bool { calls.count + reserved < maxConcurrentCalls || failure != nil || phase == .goingAway }
 
     private mutating func releaseSlots() -> [Waiter] {
         var ready: [Waiter] = []

@@ -17,8 +17,13 @@ final class CaseExecution {
         self.variables = variables
     }
 
-    /// nil on success, else "step N (kind): reason".
+    /// nil on success, else "step N (kind): reason". The case's connections
+    /// are closed (politely) when it ends.
     func run(_ conformanceCase: ConformanceCase) -> String? {
+        defer {
+            for connection in connections.values { connection.finish(timeout: .seconds(2)) }
+            connections.removeAll()
+        }
         for (index, step) in conformanceCase.steps.enumerated() {
             do {
                 try perform(step)

@@ -92,6 +92,22 @@ final class WireConnection {
 
     deinit { close(fd) }
 
+    /// Closes politely: no more writes, then waits (at most `timeout`) for
+    /// the server to close its side, so the server has let go of the
+    /// connection before the next case connects (a case about the
+    /// connection limit counts on it).
+    func finish(timeout: Duration) {
+        guard !eof else { return }
+        shutdown(fd, Int32(SHUT_WR))
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            switch next(timeout: deadline - .now) {
+            case .closed, .timedOut: return
+            case .frame, .preface: continue
+            }
+        }
+    }
+
     func send(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {

@@ -21,6 +21,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case payloads
     /// The server connection's state machine fed random event sequences.
     case connections
+    /// The client connection's state machine fed random event sequences.
+    case clientConnections = "client-connections"
 
     public func run(_ data: UnsafeRawBufferPointer) {
         let bytes = Array(data)
@@ -30,6 +32,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             case .calls: CallFuzzing.run(bytes)
             case .payloads: PayloadFuzzing.run(bytes)
             case .connections: ConnectionFuzzing.run(bytes)
+            case .clientConnections: ClientConnectionFuzzing.run(bytes)
             }
         }
     }
@@ -385,6 +388,88 @@ enum ConnectionFuzzing {
         case .goingAway: 2
         case .closingAfterFlush: 3
         case .closed: 4
+        }
+    }
+}
+
+enum ClientConnectionFuzzing {
+    typealias Machine = ClientConnectionStateMachine<UInt32, Int>
+
+    /// Feeds the client connection's state machine the input's events
+    /// (slots reserved, calls opened and ended, SETTINGS, GOAWAY, failures)
+    /// and checks: call ids only increase; a call opens only while usable;
+    /// every call and every slot waiter comes back exactly once (ended,
+    /// refused by GOAWAY or failed); a waiter is kept waiting only while no
+    /// slot is free; a GOAWAY leaves no call above its last id; the first
+    /// failure is kept and no call survives it.
+    static func run(_ input: [UInt8]) {
+        var choices = Choices(input)
+        var machine = Machine()
+        var open = Set<UInt32>(), waiting = Set<Int>(), done = Set<UInt32>()
+        var lastID: UInt32 = 0, nextWaiter = 0
+        var firstFailure: RPCError?
+
+        func waitersBack(_ waiters: [Int], _ event: String) {
+            for waiter in waiters {
+                FuzzFailure.check(waiting.remove(waiter) != nil, "\(event): waiter \(waiter) came back twice or was never waiting")
+            }
+        }
+        func callsBack(_ calls: [UInt32], _ event: String) {
+            for call in calls {
+                FuzzFailure.check(open.remove(call) != nil && done.insert(call).inserted, "\(event): call \(call) came back twice")
+            }
+        }
+
+        for _ in 0 ..< 128 where !choices.isEmpty {
+            let operation = choices.byte()
+            switch operation % 7 {
+            case 0:
+                nextWaiter += 1
+                if !machine.reserveSlot(nextWaiter) { waiting.insert(nextWaiter) }
+            case 1:
+                let usable = machine.isUsable
+                do {
+                    let (id, _) = try machine.open(lastID + 1)
+                    FuzzFailure.check(usable, "a call opened on an unusable connection")
+                    FuzzFailure.check(id == lastID + 1, "call id \(id) after \(lastID)")
+                    lastID = id
+                    open.insert(id)
+                } catch {
+                    FuzzFailure.check(!usable, "a usable connection refused a call: \(error)")
+                }
+            case 2:
+                let id = open.isEmpty ? UInt32(choices.byte()) : open.sorted()[Int(choices.byte()) % open.count]
+                let (call, ready) = machine.remove(id)
+                if let call { callsBack([call], "end") }
+                waitersBack(ready, "end")
+            case 3:
+                waitersBack(machine.receivedSettings(initialWindowMessages: UInt32(choices.byte()),
+                                                     maxConcurrentCalls: UInt32(choices.byte() % 6)), "settings")
+            case 4:
+                let last = UInt32(choices.byte() % 16)
+                let (refused, waiters) = machine.receivedGoAway(lastCallID: last)
+                callsBack(refused, "goaway")
+                waitersBack(waiters, "goaway")
+                FuzzFailure.check(open.allSatisfy { $0 <= last }, "a call above GOAWAY's last id survived")
+            case 5:
+                let error = RPCError(.unavailable, "failure \(operation)")
+                if firstFailure == nil { firstFailure = error }
+                let (calls, waiters) = machine.fail(error)
+                callsBack(calls, "fail")
+                waitersBack(waiters, "fail")
+                FuzzFailure.check(open.isEmpty && waiting.isEmpty, "calls or waiters survived a failure")
+            default:
+                break
+            }
+            FuzzFailure.check(machine.failure == firstFailure, "the failure changed from \(String(describing: firstFailure))")
+            FuzzFailure.check(Set(machine.calls.keys) == open, "open calls \(machine.calls.keys.sorted()) against the model's \(open.sorted())")
+            FuzzFailure.check(machine.waitingForSlots == waiting.count, "\(machine.waitingForSlots) waiting against the model's \(waiting.count)")
+            if !waiting.isEmpty {
+                FuzzFailure.check(machine.calls.count + machine.reserved >= machine.maxConcurrentCalls,
+                                  "a waiter waits while a slot is free")
+                FuzzFailure.check(machine.phase == .open || machine.phase == .awaitingSettings,
+                                  "a waiter waits on a connection going away or failed")
+            }
         }
     }
 }

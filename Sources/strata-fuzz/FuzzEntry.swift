@@ -3,7 +3,7 @@ import Foundation
 import StrataFuzzing
 
 /// libFuzzer's entry point. The target comes from `STRATA_FUZZ_TARGET`
-/// (frames, calls, payloads, connections), read once. Built with
+/// (frames, calls, payloads, connections, client-connections), read once. Built with
 /// `-sanitize=fuzzer,address -DFUZZING` by `scripts/fuzz.sh`.
 private let selectedTarget: FuzzTarget = {
     let name = ProcessInfo.processInfo.environment["STRATA_FUZZ_TARGET"] ?? ""

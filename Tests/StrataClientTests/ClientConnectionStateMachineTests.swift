@@ -69,12 +69,25 @@ struct ClientConnectionStateMachineTests {
         #expect(result9 == [4])
     }
 
+    @Test("GOAWAY lets slot waiters through to learn that no call starts here")
+    func goAwayReleasesWaiters() throws {
+        var machine = Self.open(maxCalls: 1)
+        _ = try machine.open("a")
+        let waiting = machine.reserveSlot(5)
+        #expect(!waiting)
+        let (refused, waiters) = machine.receivedGoAway(lastCallID: 1)
+        #expect(refused.isEmpty && waiters == [5])
+        #expect(throws: RPCError(.unavailable, "the connection is going away")) { try machine.open("b") }
+        #expect(machine.reserved == 0)
+    }
+
     @Test("GOAWAY fails the calls above its last call id, keeps the others, and refuses new calls")
     func goAway() throws {
         var machine = Self.open(maxCalls: 10)
         for name in ["a", "b", "c", "d"] { _ = try machine.open(name) }
-        let result10 = machine.receivedGoAway(lastCallID: 2)
-        #expect(result10 == ["c", "d"])
+        let (refused, waiters) = machine.receivedGoAway(lastCallID: 2)
+        #expect(refused == ["c", "d"])
+        #expect(waiters.isEmpty)
         #expect(machine.phase == .goingAway && !machine.isUsable)
         #expect(machine.call(1) == "a" && machine.call(2) == "b")
         #expect(throws: RPCError(.unavailable, "the connection is going away")) { try machine.open("e") }
@@ -97,8 +110,55 @@ struct ClientConnectionStateMachineTests {
         let granted12 = machine.reserveSlot(8)
         #expect(granted12)
         #expect(throws: first) { try machine.open("b") }
-        let noneRefused = machine.receivedGoAway(lastCallID: 0).isEmpty
+        let noneRefused = machine.receivedGoAway(lastCallID: 0).refused.isEmpty
         #expect(noneRefused)
         #expect(machine.phase == .failed)
+    }
+}
+
+/// `ClientOutboundQueue`: who sends, what is sent, and when callers wait.
+@Suite("Client outbound queue")
+struct ClientOutboundQueueTests {
+    @Test("the first caller to flush sends everything queued, including what others queue while it sends")
+    func oneFlusher() {
+        var queue = ClientOutboundQueue(maxQueuedBytes: 8)
+        var batch: [UInt8] = []
+        let nothing = queue.startFlush(into: &batch)
+        #expect(!nothing, "nothing queued: no flush")
+        queue.enqueue { $0 += [1, 2] }
+        let started = queue.startFlush(into: &batch)
+        #expect(started && batch == [1, 2] && queue.flushing)
+        var other: [UInt8] = []
+        queue.enqueue { $0 += [3] }
+        let second = queue.startFlush(into: &other)
+        #expect(!second, "a second caller leaves it to the flusher")
+        let more = queue.continueFlush(into: &batch)
+        #expect(more && batch == [3])
+        let done = !queue.continueFlush(into: &batch)
+        #expect(done && batch.isEmpty && !queue.flushing)
+    }
+
+    @Test("callers wait only while someone sends and the queue is at its limit")
+    func backpressure() {
+        var queue = ClientOutboundQueue(maxQueuedBytes: 4)
+        queue.enqueue { $0 += [0, 0, 0, 0, 0] }
+        #expect(!queue.mustWait, "nobody is sending: the caller will")
+        var batch: [UInt8] = []
+        _ = queue.startFlush(into: &batch)
+        queue.enqueue { $0 += [1, 1, 1, 1] }
+        #expect(queue.mustWait)
+        queue.abandonFlush()
+        #expect(!queue.mustWait && queue.bytes.isEmpty && !queue.flushing)
+    }
+
+    @Test("one deferred send at a time: the first request starts it, later ones ride along until it begins")
+    func deferredSend() {
+        var queue = ClientOutboundQueue(maxQueuedBytes: 8)
+        let first = queue.requestDeferredSend()
+        let second = queue.requestDeferredSend()
+        #expect(first && !second)
+        queue.deferredSendStarted()
+        let afterStart = queue.requestDeferredSend()
+        #expect(afterStart)
     }
 }

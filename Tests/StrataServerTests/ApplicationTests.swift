@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import StrataProtocolTestSupport
 import StrataTestSupport
 import Logging
 import StrataProto

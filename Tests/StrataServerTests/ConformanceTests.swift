@@ -1,4 +1,5 @@
 import Foundation
+import StrataProtocolTestSupport
 import StrataConformance
 import StrataProjections
 import StrataProto

@@ -1,4 +1,5 @@
 import Foundation
+import StrataProtocolTestSupport
 import Logging
 import StrataClient
 import StrataProjections

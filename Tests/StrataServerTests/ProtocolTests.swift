@@ -1,4 +1,5 @@
 import Foundation
+import StrataProtocolTestSupport
 import StrataClient
 import StrataProto
 import StrataServer

@@ -8,6 +8,7 @@ import StrataStorage
 import StrataWire
 import SwiftProtobuf
 import StrataTestSupport
+import StrataProtocolTestSupport
 
 /// A real server on an ephemeral loopback port with its own data directory:
 /// the same `StrataApplication` `strata serve` runs, every service with real
@@ -15,7 +16,7 @@ import StrataTestSupport
 /// unless a test passes another key.
 final class ServerFixture: Sendable {
     /// The server admin key of every fixture.
-    static let adminKey = "test-server-admin-key-0123456789"
+    static let adminKey = TestKeys.serverAdmin
 
     let directory: String
     let application: StrataApplication
@@ -79,92 +80,6 @@ final class ServerFixture: Sendable {
         stop()
         if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
     }
-}
-
-/// A connection that speaks raw frames, for protocol-level tests.
-final class RawConnection {
-    let fd: Int32
-    private var decoder = FrameDecoder(maxPayloadSize: 64 << 20, expectPreface: true)
-
-    init(port: UInt16, receiveTimeout: Duration = .seconds(5)) throws {
-        // HEADERS and MESSAGE go out as two sends: without TCP_NODELAY, Nagle
-        // holds the second until the server's delayed ACK (~40 ms a call).
-        fd = try LoopbackSocket.connect(port: port, receiveTimeout: receiveTimeout, noDelay: true)
-    }
-
-    /// Wraps a descriptor accepted by a test's fake server (it reads the client's preface).
-    init(acceptedFD: Int32, receiveTimeout: Duration = .seconds(5)) {
-        fd = acceptedFD
-        LoopbackSocket.setTimeout(fd, SO_RCVTIMEO, receiveTimeout)
-    }
-
-    deinit { close(fd) }
-
-    func send(_ bytes: [UInt8]) {
-        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
-
-    func send(_ frame: Frame) { send(frame.encoded) }
-
-    func send(_ type: FrameType, flags: FrameFlags = [], callID: UInt32 = 0, _ message: some SwiftProtobuf.Message) throws {
-        send(Frame(type: type, flags: flags, callID: callID, payload: try message.serializedBytes()))
-    }
-
-    /// Preface, SETTINGS; then reads the server's preface and SETTINGS (and our ACK).
-    func handshake() throws {
-        send(Preface.bytes)
-        try send(.settings, Strata_V1_Settings())
-        guard let settings = try readFrame(), settings.type == .settings else { throw RPCError(.internal, "no SETTINGS") }
-    }
-
-    /// The next frame, or nil when the server closed the connection (or the
-    /// receive timeout passed).
-    func readFrame() throws -> Frame? {
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            if let frame = try decoder.next() { return frame }
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            // EINTR: a signal (SIGCHLD from the CLI tests' child processes)
-            // interrupted the wait; that is not the peer closing.
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { return nil }
-            decoder.append(buffer[0 ..< count])
-        }
-    }
-
-    /// The first frame matching `accept`, skipping others (nil on close).
-    func readFrame(where accept: (Frame) -> Bool) throws -> Frame? {
-        while let frame = try readFrame() {
-            if accept(frame) { return frame }
-        }
-        return nil
-    }
-
-    /// Frames until one for `callID` of `type` (skipping SETTINGS ACKs etc).
-    func read(until type: FrameType, callID: UInt32) throws -> [Frame] {
-        var frames: [Frame] = []
-        while let frame = try readFrame() {
-            frames.append(frame)
-            if frame.type == type && frame.callID == callID { return frames }
-        }
-        return frames
-    }
-
-    func openCall(_ id: UInt32, method: String, tenant: String? = "acme", apiKey: String? = ServerFixture.adminKey,
-                  timeoutMs: UInt64 = 0, request: some SwiftProtobuf.Message) throws {
-        var headers = Strata_V1_CallHeaders()
-        headers.method = method
-        if let tenant { headers.metadata[MetadataKey.tenant] = tenant }
-        if let apiKey { headers.metadata[MetadataKey.authorization] = "Bearer \(apiKey)" }
-        headers.timeoutMs = timeoutMs
-        try send(.headers, callID: id, headers)
-        try send(.message, flags: .endStream, callID: id, request)
-    }
-}
-
-func trailers(_ frames: [Frame]) throws -> Strata_V1_Trailers? {
-    guard let last = frames.last, last.type == .trailers else { return nil }
-    return try Strata_V1_Trailers(serializedBytes: last.payload)
 }
 
 func events(_ count: Int, type: String = "Happened") -> [StrataClient.EventData] {

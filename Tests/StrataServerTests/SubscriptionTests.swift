@@ -1,4 +1,5 @@
 import Foundation
+import StrataProtocolTestSupport
 @testable import StrataClient
 import StrataProto
 import StrataServer

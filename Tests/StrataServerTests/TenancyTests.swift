@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import StrataProtocolTestSupport
 @testable import StrataClient
 import StrataProjections
 import StrataProto

@@ -2,7 +2,8 @@ import Foundation
 @testable import StrataClient
 import StrataProto
 import StrataWire
-import StrataServer
+import StrataProtocolTestSupport
+import StrataTestSupport
 import Testing
 
 /// A one-connection fake server on an ephemeral loopback port whose behaviour
@@ -121,24 +122,5 @@ struct ClientProtocolTests {
         }
         #expect(received == window)
         #expect(server.result().contains { $0.type == FrameType.goAway })
-    }
-
-    @Test("a server with a small initial window: reads, subscriptions and aggregate loads still flow on a fresh connection")
-    func smallServerWindow() async throws {
-        let fixture = try ServerFixture {
-            $0.initialWindowMessages = 3
-            $0.readPageSize = 1  // one event per message, so credit runs out quickly
-        }
-        let client = try await fixture.client()
-        defer { client.close() }
-        #expect(client.host == "127.0.0.1")
-        _ = try await client.append(to: "w", events: events(40))
-        var read = 0
-        for try await _ in client.read("w") { read += 1 }
-        #expect(read == 40)
-        let messages = try await collect(client.subscribe(to: .stream("w"))) { $0.events.count == 40 }
-        #expect(messages.events.count == 40)
-        let aggregate = try await client.loadAggregate("w")
-        #expect(aggregate.events.count == 40)
     }
 }
