@@ -9,34 +9,9 @@ extension StrataClient {
     /// What a stream actually was when an expectation failed.
     public typealias ActualRevision = StrataSupport.ActualRevision
 
-    /// An event to append.
-    public struct EventData: Sendable, Hashable {
-        public var id: UUID
-        public var type: String
-        public var contentType: String
-        public var data: Data
-        public var metadata: Data
-
-        /// `id` defaults to a time-ordered UUID (v7); keep it to retry an append idempotently.
-        public init(id: UUID = StrataClient.makeEventID(), type: String, contentType: String = "application/json",
-                    data: Data, metadata: Data = Data()) {
-            self.id = id
-            self.type = type
-            self.contentType = contentType
-            self.data = data
-            self.metadata = metadata
-        }
-
-        var proto: Strata_V1_ProposedEvent {
-            var out = Strata_V1_ProposedEvent()
-            out.id = withUnsafeBytes(of: id.uuid) { Data($0) }
-            out.type = type
-            out.contentType = contentType
-            out.data = data
-            out.metadata = metadata
-            return out
-        }
-    }
+    /// An event to append (shared with the server). `id` defaults to a
+    /// time-ordered UUID (v7); keep it to retry an append idempotently.
+    public typealias EventData = StrataSupport.ProposedEvent
 
     /// An event as stored.
     public struct RecordedEvent: Sendable, Hashable {

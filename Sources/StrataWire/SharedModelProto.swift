@@ -1,3 +1,4 @@
+import Foundation
 import StrataProto
 import StrataSupport
 
@@ -66,5 +67,18 @@ extension AppendResult {
         self.init(stream: proto.stream, firstRevision: proto.firstRevision, lastRevision: proto.lastRevision,
                   firstPosition: proto.firstPosition, lastPosition: proto.lastPosition, recordedAt: proto.recordedAt,
                   replayed: proto.replayed)
+    }
+}
+
+extension ProposedEvent {
+    /// The protobuf form (`strata.v1.ProposedEvent`).
+    public var proto: Strata_V1_ProposedEvent {
+        var out = Strata_V1_ProposedEvent()
+        out.id = withUnsafeBytes(of: id.uuid) { Data($0) }
+        out.type = type
+        out.contentType = contentType
+        out.data = data
+        out.metadata = metadata
+        return out
     }
 }

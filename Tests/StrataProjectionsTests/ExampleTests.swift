@@ -2,6 +2,7 @@ import Foundation
 @testable import StrataProjections
 import StrataStorage
 import Testing
+import StrataSupport
 
 /// The shipped examples in projections/: each runs over its fixture of
 /// events and must produce exactly the state (and emitted events) its

@@ -5,6 +5,7 @@ import StrataProto
 import StrataStorage
 import SwiftProtobuf
 import Testing
+import StrataSupport
 
 @Suite("Hand-written ReadResponse encoder")
 struct RecordedEventEncoderTests {

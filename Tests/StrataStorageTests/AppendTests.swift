@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import StrataStorage
+import StrataSupport
 
 @Suite("Append")
 struct AppendTests {

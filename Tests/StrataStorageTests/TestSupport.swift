@@ -1,6 +1,7 @@
 import Foundation
 @testable import StrataStorage
 import StrataTestSupport
+import StrataSupport
 
 /// An open store in its own directory; closes and removes everything on deinit.
 final class TestStore: Sendable {

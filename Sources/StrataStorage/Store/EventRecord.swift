@@ -1,4 +1,5 @@
 import Foundation
+import StrataSupport
 
 /// The binary layout of one event in the log (format 1). Little-endian.
 ///

@@ -1,3 +1,4 @@
+import StrataSupport
 /// Validation limits for appends. All configurable; the defaults are the
 /// documented ones.
 public struct StoreLimits: Sendable, Hashable {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import StrataProjections
 import StrataStorage
+import StrataSupport
 
 /// `strata bench projection`: a count-by-type Lua projection over a fresh
 /// tenant of N events, in process, once per checkpoint interval, to show the
