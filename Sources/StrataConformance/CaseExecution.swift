@@ -84,9 +84,9 @@ final class CaseExecution {
         case .object(let object):
             // {"$repeat": N, "item": X}: an array of N copies of X (10,001
             // events for a limit, without writing them out).
-            if object.count == 2, let item = object["item"], let count = object["$repeat"]?.text.flatMap({ Int($0) }),
+            if object.count == 2, let item = object["item"], case .integer(let count)? = object["$repeat"],
                (0 ... 100_000).contains(count) {
-                return .array([JSONValue](repeating: substitute(item), count: count))
+                return .array([JSONValue](repeating: substitute(item), count: Int(count)))
             }
             return .object(object.mapValues { substitute($0) })
         default: return value
@@ -423,8 +423,9 @@ final class CaseExecution {
         }
         let connection = try connection(step.conn ?? step.call.conn)
         let most = step.max ?? 10
+        guard most >= 1 else { throw StepFailure(reason: "repeat needs max of at least 1, not \(most)") }
         var id = step.firstId ?? 1
-        for attempt in 1 ... max(1, most) {
+        for attempt in 1 ... most {
             try call(step.call, id: id, conn: step.conn ?? step.call.conn)
             var code: UInt32?
             let wait = timeout(step.timeoutMs)

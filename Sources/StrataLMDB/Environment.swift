@@ -234,7 +234,7 @@ extension Environment {
         // Closing the read end makes a copy still writing fail with EPIPE.
         Glibc.close(readFD)
         copyDone.wait()
-        let rc = copyResult.withLock { $0 } ?? MDB_SUCCESS
+        let rc = copyResult.withLock { $0 } ?? EIO  // no result is no copy
         if failure == nil, rc != MDB_SUCCESS {
             failure = LMDBError(LMDBError.Code(rawValue: rc), operation: "mdb_env_copyfd2")
         }

@@ -30,15 +30,15 @@ import StrataSupport
 /// 1. stop accepting, GOAWAY every connection, let in-flight calls finish
 ///    within `grace`, then close what is left and the metrics endpoint;
 /// 2. stop the projections (each commits what it has handled);
-/// 3. close every tenant's environment;
+/// 3. close every tenant's environment, then the system store (an admin
+///    operation still finishing on a Dispatch queue gets an error, never a
+///    closed environment);
 /// 4. release the data-directory lock.
 ///
-/// The system store stays open until the last reference goes: an admin
-/// operation still finishing on a Dispatch queue may use it, and every change
-/// to it is already committed.
-///
 /// Thread-safe: the components guard their own state; `phase` and `lock` are
-/// owned by `state`.
+/// owned by `state`, whose lock is held for the whole of `start()` and of
+/// `shutdown(grace:)`, so the two never interleave and a second `shutdown`
+/// returns only once the first has finished.
 public final class StrataApplication: Sendable {
     public let configuration: StrataConfiguration
     /// The server admin key in effect: the configured one, or one made up for
@@ -159,18 +159,30 @@ public final class StrataApplication: Sendable {
     /// and marks the server ready. A failed bind closes the storage.
     @discardableResult
     public func start() throws(ApplicationError) -> Started {
-        let alreadyStarted = state.withLock { state -> Bool in
-            if state.phase != .built { return true }
+        let outcome = state.withLock { state -> Result<Started, ApplicationError> in
+            switch state.phase {
+            case .started: return .failure(.configuration("the application was already started"))
+            case .stopped: return .failure(.configuration("the application was shut down; build a new one to start again"))
+            case .built: break
+            }
             state.phase = .started
-            return false
+            do throws(ApplicationError) {
+                return .success(try startLocked())
+            } catch {
+                stopLocked(&state, grace: nil)
+                return .failure(error)
+            }
         }
-        if alreadyStarted { throw .configuration("the application was already started") }
+        return try outcome.get()
+    }
+
+    /// Steps 5–8, with `state`'s lock held.
+    private func startLocked() throws(ApplicationError) -> Started {
         // 5.
         let port: UInt16
         do {
             port = try server.start()
         } catch {
-            shutdown()
             throw .listen(error)
         }
         // 6. Changed only once the port is ours, so a failed start leaves nothing behind.
@@ -184,7 +196,6 @@ public final class StrataApplication: Sendable {
                     credentials = (tenant, key.text)
                 }
             } catch {
-                shutdown()
                 throw .developmentBootstrap(tenant: tenant, cause: error)
             }
         }
@@ -199,18 +210,19 @@ public final class StrataApplication: Sendable {
     /// `grace` bounds how long in-flight calls may take to finish
     /// (default: `server.shutdown_grace_seconds`).
     public func shutdown(grace: Duration? = nil) {
-        let lock = state.withLock { state -> DataDirectoryLock?? in
-            if state.phase == .stopped { return .none }
-            state.phase = .stopped
-            defer { state.lock = nil }
-            return .some(state.lock)
-        }
-        guard case .some(let held) = lock else { return }
+        state.withLock { state in stopLocked(&state, grace: grace) }
+    }
+
+    /// The shutdown sequence, with `state`'s lock held.
+    private func stopLocked(_ state: inout State, grace: Duration?) {
+        guard state.phase != .stopped else { return }
+        state.phase = .stopped
         server.shutdown(grace: grace ?? configuration.server.shutdownGracePeriod)
         projections.stopAll()
         engine.close()
-        withExtendedLifetime(held) {}  // held until the stores are closed
-        held?.release()
+        system.close()
+        state.lock?.release()  // only once every store is closed
+        state.lock = nil
     }
 
     deinit { shutdown() }

@@ -29,11 +29,17 @@ public enum UnixNanoseconds {
     /// nanoseconds are as exact as the date's Double allows.
     public static func from(_ date: Date) -> Int64 {
         let interval = date.timeIntervalSince1970
+        guard interval.isFinite else { return interval > 0 ? .max : .min }
         let whole = interval.rounded(.down)
-        guard whole < 9.2e9 else { return .max }
-        guard whole > -9.2e9 else { return .min }
+        // ±9.3e9 s is past Int64's ±9.22e18 ns: decide by checked arithmetic below.
+        guard whole < 9.3e9 else { return .max }
+        guard whole > -9.3e9 else { return .min }
         let fraction = Int64(((interval - whole) * 1e9).rounded())
-        return Int64(whole) * 1_000_000_000 + fraction
+        let (scaled, overflow) = Int64(whole).multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return whole > 0 ? .max : .min }
+        let (sum, sumOverflow) = scaled.addingReportingOverflow(fraction)
+        if sumOverflow { return whole > 0 ? .max : .min }
+        return sum
     }
 
     /// The date of a nanosecond timestamp (to Date's precision, about a

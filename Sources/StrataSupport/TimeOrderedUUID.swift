@@ -8,7 +8,10 @@ extension UUID {
     /// index grows near its right edge instead of touching random pages on
     /// every append. The default for new events.
     public static func timeOrdered(now: Date = Date()) -> UUID {
-        let millis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        // 48 bits of milliseconds (until the year 10889); a date outside that
+        // (or not finite) is clamped rather than trapping or wrapping.
+        let raw = now.timeIntervalSince1970 * 1000
+        let millis: UInt64 = raw.isFinite ? UInt64(max(0, min(raw, Double((1 << 48) - 1)))) : (raw > 0 ? (1 << 48) - 1 : 0)
         let (high, low) = TimeOrderedIDSource.shared.next()
         var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         withUnsafeMutableBytes(of: &bytes) { raw in

@@ -46,6 +46,14 @@ struct ApplicationTests {
         }
         first.shutdown()
         first.shutdown()  // idempotent
+        // Every store closed before the lock went: a late admin call gets an error.
+        #expect(throws: StorageError.closed(tenant: "(system)")) { _ = try first.system.tenants() }
+        #expect {
+            try first.start()
+        } throws: { error in
+            guard case .configuration(let message) = error as? ApplicationError else { return false }
+            return message.contains("shut down")
+        }
         let second = try StrataApplication(configuration: Self.configuration(directory: directory), logger: Self.quiet)
         try second.start()
         second.shutdown()

@@ -38,6 +38,9 @@ struct VocabularyTests {
         #expect(UnixNanoseconds.from(date) == 1_700_000_000_250_000_000)
         #expect(abs(UnixNanoseconds.date(1_700_000_000_250_000_123).timeIntervalSince1970 - 1_700_000_000.250_000_123) < 1e-6)
         #expect(UnixNanoseconds.from(.distantFuture) == .max)
+        // The last representable second (April 2262) still converts exactly.
+        #expect(UnixNanoseconds.from(Date(timeIntervalSince1970: 9_223_372_035)) == 9_223_372_035_000_000_000)
+        #expect(UnixNanoseconds.from(Date(timeIntervalSince1970: 9_223_372_037)) == .max)
         #expect(UnixNanoseconds.from(Date(timeIntervalSince1970: -1e12)) == .min)
     }
 
@@ -48,6 +51,9 @@ struct VocabularyTests {
         #expect(early.uuidString < late.uuidString)
         #expect(early.uuid.6 >> 4 == 7)
         #expect(early.uuid.8 >> 6 == 0b10)
+        // Beyond 48 bits of milliseconds, or not finite: clamped, never a trap.
+        #expect(UUID.timeOrdered(now: Date(timeIntervalSince1970: 1e20)).uuidString.hasPrefix("FFFFFFFF-FFFF-7"))
+        #expect(UUID.timeOrdered(now: Date(timeIntervalSince1970: -5)).uuidString.hasPrefix("00000000-0000-7"))
         let many = Set((0..<10_000).map { _ in UUID.timeOrdered() })
         #expect(many.count == 10_000)
     }

@@ -84,6 +84,8 @@ public struct KeyRecord: Codable, Sendable, Equatable {
 public final class SystemStore: Sendable {
     public let path: String
     private let env: Environment
+    /// Transactions run behind it; `close()` waits for them and refuses later ones.
+    private let gate = ReadGate()
     private let meta: Database
     private let tenantsDB: Database
     private let keysDB: Database
@@ -128,10 +130,10 @@ public final class SystemStore: Sendable {
         }
     }
 
-    /// Closes the environment at once. Only for single-threaded tools and
-    /// tests: the server lets it close when the last reference goes, since
-    /// an admin call may still be finishing.
-    public func close() { env.close() }
+    /// Waits for running transactions, then closes the environment; later
+    /// calls fail with `closed` (an admin operation still finishing when the
+    /// server shuts down gets an error, never a closed environment).
+    public func close() { gate.close { env.close() } }
 
     // MARK: - Tenants
 
@@ -238,7 +240,7 @@ public final class SystemStore: Sendable {
 
     private func mutate<R>(_ body: (borrowing WriteTransaction) throws -> R) throws(StorageError) -> R {
         do {
-            return try env.write(body)
+            return try gate.enter(orThrow: .closed(tenant: "(system)")) { try env.write(body) }
         } catch {
             throw EventStore.storageError(error, tenant: "(system)", mapSize: 64 << 20)
         }
@@ -246,8 +248,10 @@ public final class SystemStore: Sendable {
 
     private func readOne<T: Decodable>(_ db: Database, key: String) throws(StorageError) -> T? {
         do {
-            let bytes: [UInt8]? = try env.read { txn in
-                try Array(key.utf8).withUnsafeBytes { try txn.borrowValue(db, key: $0).map { Array($0) } }
+            let bytes: [UInt8]? = try gate.enter(orThrow: .closed(tenant: "(system)")) {
+                try env.read { txn in
+                    try Array(key.utf8).withUnsafeBytes { try txn.borrowValue(db, key: $0).map { Array($0) } }
+                }
             }
             guard let bytes else { return nil }
             return try decode(T.self, bytes, key: key)
@@ -258,15 +262,17 @@ public final class SystemStore: Sendable {
 
     private func readAll<T: Decodable>(_ db: Database) throws(StorageError) -> [T] {
         do {
-            let entries: [(String, [UInt8])] = try env.read { txn in
-                try txn.withCursor(db) { cursor in
-                    var out: [(String, [UInt8])] = []
-                    var entry = try cursor.first()
-                    while let current = entry {
-                        out.append((String(decoding: current.key, as: UTF8.self), Array(current.value)))
-                        entry = try cursor.next()
+            let entries: [(String, [UInt8])] = try gate.enter(orThrow: .closed(tenant: "(system)")) {
+                try env.read { txn in
+                    try txn.withCursor(db) { cursor in
+                        var out: [(String, [UInt8])] = []
+                        var entry = try cursor.first()
+                        while let current = entry {
+                            out.append((String(decoding: current.key, as: UTF8.self), Array(current.value)))
+                            entry = try cursor.next()
+                        }
+                        return out
                     }
-                    return out
                 }
             }
             return try entries.map { (key, bytes) throws in try decode(T.self, bytes, key: key) }
