@@ -291,12 +291,14 @@ final class Connection: @unchecked Sendable {
         // A key revoked (or whose tenant was deleted) after the HEADERS
         // arrived must not run the call: check again, but only if anything
         // was revoked since.
-        do {
-            try admission.recheck(method: call.context.method, permission: call.permission, tenant: call.context.tenant,
-                                  metadata: call.context.metadata, authorizedAt: call.authorizedAt)
-        } catch {
-            finish(call.id, error)
-            return
+        if env.authorizer.revocationCount != call.authorizedAt {  // the common case skips the call below
+            do {
+                try admission.recheck(method: call.context.method, permission: call.permission, tenant: call.context.tenant,
+                                      metadata: call.context.metadata, authorizedAt: call.authorizedAt)
+            } catch {
+                finish(call.id, error)
+                return
+            }
         }
         switch call.handler {
         case .unary(let handler):
@@ -510,6 +512,9 @@ final class Connection: @unchecked Sendable {
     }
 
     private func afterCallEnded() {
+        // Only a connection going away reacts to its calls ending (every
+        // call ends here: the common case stays a read).
+        guard machine.isGoingAway else { return }
         perform(machine.callsChanged(openCalls: calls.count, pendingBytes: pendingBytes))
     }
 
