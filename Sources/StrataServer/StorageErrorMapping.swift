@@ -68,6 +68,8 @@ extension RPCError {
             self = .invalidArgument(field: "events[\(index)]", reason: reason, message: error.description)
         case let .eventTooLarge(_, index, size, limit):
             self = .invalidArgument(field: "events[\(index)]", reason: "\(size) bytes; the limit is \(limit)", message: error.description)
+        case .noEvents:
+            self = .invalidArgument(field: "events", reason: "an append needs at least one event", message: error.description)
         case let .tooManyEvents(count, limit):
             self = .invalidArgument(field: "events", reason: "\(count) events; the limit is \(limit)", message: error.description)
         case .duplicateEventID(let id):

@@ -86,7 +86,7 @@ struct AppendTests {
         #expect(throws: StorageError.duplicateEventID(id: id)) {
             try store.append(to: "s", expected: .any, events: [event(id: id), event(id: id)])
         }
-        #expect(throws: StorageError.invalidEvent(stream: "s", index: 0, reason: "an append needs at least one event")) {
+        #expect(throws: StorageError.noEvents(stream: "s")) {
             try store.append(to: "s", expected: .any, events: [])
         }
         #expect(try store.headPosition() == 0)

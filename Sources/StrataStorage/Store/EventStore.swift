@@ -115,9 +115,7 @@ public final class EventStore: Sendable {
         for write in writes {
             try limits.validateStreamName(write.stream)
             if !streams.insert(write.stream).inserted { throw .duplicateStream(stream: write.stream) }
-            if write.events.isEmpty {
-                throw .invalidEvent(stream: write.stream, index: 0, reason: "an append needs at least one event")
-            }
+            if write.events.isEmpty { throw .noEvents(stream: write.stream) }
             total += write.events.count
             if total > limits.maxEventsPerAppend { throw .tooManyEvents(count: writes.reduce(0) { $0 + $1.events.count }, limit: limits.maxEventsPerAppend) }
             for (index, event) in write.events.enumerated() {

@@ -14,6 +14,8 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A snapshot that cannot be stored (revision beyond the stream, too large).
     case invalidSnapshot(stream: String, reason: String)
     case invalidEvent(stream: String, index: Int, reason: String)
+    /// An append (or one stream of a multi-stream append) carried no events.
+    case noEvents(stream: String)
     /// An event's data plus metadata exceed the configured size.
     case eventTooLarge(stream: String, index: Int, size: Int, limit: Int)
     /// One append carried more events than the configured limit.
@@ -76,6 +78,7 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .invalidStreamName(stream, reason): "invalid stream name '\(stream)': \(reason)"
         case let .invalidSnapshot(stream, reason): "invalid snapshot of stream '\(stream)': \(reason)"
         case let .invalidEvent(stream, index, reason): "invalid event \(index) for stream '\(stream)': \(reason)"
+        case let .noEvents(stream): "an append to stream '\(stream)' needs at least one event"
         case let .eventTooLarge(stream, index, size, limit):
             "event \(index) for stream '\(stream)' is \(size) bytes; the limit is \(limit)"
         case let .tooManyEvents(count, limit): "\(count) events in one append; the limit is \(limit)"
