@@ -216,6 +216,8 @@ final class Connection: @unchecked Sendable {
         case .cancel: handleCancel(frame)
         case .ping: handlePing(frame)
         case .goAway:
+            // Decoded only to check it: the client's reason is not acted on.
+            guard decodeControl(Strata_V1_GoAway.self, frame) != nil else { return }
             perform(machine.receivedGoAway())
             perform(machine.callsChanged(openCalls: calls.count, pendingBytes: pendingBytes))
         case .trailers:

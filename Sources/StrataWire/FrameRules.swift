@@ -24,8 +24,14 @@ public enum FrameRules {
     public static func check(_ frame: Frame, role: ConnectionRole, handshakeComplete: Bool,
                              callIsOpen: Bool, lastCallID: UInt32) -> FrameVerdict {
         if !handshakeComplete {
-            guard frame.type == .settings, !frame.flags.contains(.ack), frame.callID == 0 else {
-                return .connectionError(.invalidArgument, "the first frame after the preface must be SETTINGS")
+            guard frame.type == .settings else {
+                return .connectionError(.invalidArgument, "the first frame after the preface must be SETTINGS, not \(frame.type)")
+            }
+            guard !frame.flags.contains(.ack) else {
+                return .connectionError(.invalidArgument, "the first frame after the preface must be the peer's own SETTINGS, not an ACK")
+            }
+            guard frame.callID == 0 else {
+                return .connectionError(.invalidArgument, "SETTINGS must use call id 0, not \(frame.callID)")
             }
         }
         switch frame.type {

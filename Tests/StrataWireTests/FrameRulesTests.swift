@@ -20,6 +20,16 @@ struct FrameRulesTests {
         #expect(isError(check(Frame(type: .ping, payload: [0, 0, 0, 0, 0, 0, 0, 0]), .client, handshake: false)))
     }
 
+    @Test("a refused first frame is named for what is wrong with it")
+    func handshakeMessages() {
+        #expect(check(Frame(type: .settings, callID: 7), .server, handshake: false)
+            == .connectionError(.invalidArgument, "SETTINGS must use call id 0, not 7"))
+        #expect(check(Frame(type: .settings, flags: .ack), .server, handshake: false)
+            == .connectionError(.invalidArgument, "the first frame after the preface must be the peer's own SETTINGS, not an ACK"))
+        #expect(check(Frame(type: .headers, callID: 5), .server, handshake: false)
+            == .connectionError(.invalidArgument, "the first frame after the preface must be SETTINGS, not HEADERS"))
+    }
+
     @Test("call ids must increase; frames for ended calls are ignored, for unopened calls refused")
     func callIDs() {
         #expect(check(Frame(type: .headers, callID: 5), .server) == .accept)
