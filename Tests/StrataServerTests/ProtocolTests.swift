@@ -151,6 +151,14 @@ struct ProtocolTests {
         #expect(reason?.code == StatusCode.resourceExhausted.rawValue)
         #expect(try oversized.readFrame() == nil, "closed after GOAWAY")
 
+        // A large oversized frame arrives in many reads: still one GOAWAY.
+        let large = try RawConnection(port: fixture.port)
+        try large.handshake()
+        large.send(Frame(type: .message, flags: .endStream, callID: 1, payload: [UInt8](repeating: 7, count: 600_000)))
+        var goAways = 0
+        while let frame = try large.readFrame() { if frame.type == .goAway { goAways += 1 } }
+        #expect(goAways == 1, "the GOAWAY is sent once, however many reads the frame takes")
+
         let garbage = try RawConnection(port: fixture.port)
         garbage.send(Array("GET / HTTP/1.1\r\n\r\n".utf8))
         let frames = try garbage.read(until: .goAway, callID: 0)
