@@ -76,7 +76,7 @@ extension RPCError {
             self = .invalidArgument(field: "events", reason: "event id \(id) appears twice", message: error.description)
         case .duplicateStream(let stream):
             self = .invalidArgument(field: "writes", reason: "stream '\(stream)' appears twice", message: error.description)
-        case let .eventIDConflict(id, stream, revision):
+        case let .eventIDConflict(id, stream, revision), let .eventIDContentConflict(id, stream, revision):
             var d = Strata_V1_EventIdConflict()
             d.eventID = id.uuidString.lowercased()
             d.storedStream = stream

@@ -21,6 +21,30 @@ struct IdempotencyTests {
         #expect(try store.readStream("cart-1").events.count == 3)
     }
 
+    @Test("a retry whose type, data or metadata differ from what is stored under its ids is a conflict, not a replay")
+    func sameIDOtherContent() throws {
+        let fixture = try TestStore()
+        let store = fixture.store
+        let batch = events(2)
+        _ = try store.append(to: "cart-1", expected: .noStream, events: batch)
+        for change in ["type", "data", "metadata"] {
+            var altered = batch
+            switch change {
+            case "type": altered[1].type = "Other"
+            case "data": altered[1].data = Data("{\"changed\":true}".utf8)
+            default: altered[1].metadata = Data("{\"m\":1}".utf8)
+            }
+            #expect(throws: StorageError.eventIDContentConflict(id: batch[1].id, storedStream: "cart-1", storedRevision: 1), "\(change)") {
+                _ = try store.append(to: "cart-1", expected: .noStream, events: altered)
+            }
+        }
+        // The content type is not compared; the same content still replays.
+        var sameContent = batch
+        sameContent[0].contentType = "application/octet-stream"
+        #expect(try store.append(to: "cart-1", expected: .noStream, events: sameContent).replayed)
+        #expect(try store.headPosition() == 2)
+    }
+
     @Test("a retry with an exact expectation after later appends still returns the original")
     func retryAfterLaterAppends() throws {
         let fixture = try TestStore()

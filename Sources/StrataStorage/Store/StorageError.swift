@@ -25,6 +25,9 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The event id is already stored, under a different stream or revision
     /// than this append would give it.
     case eventIDConflict(id: UUID, storedStream: String, storedRevision: UInt64)
+    /// A retry carried an event id already stored, at the place the retry
+    /// names, but with another type, data or metadata: not the same event.
+    case eventIDContentConflict(id: UUID, storedStream: String, storedRevision: UInt64)
     /// A multi-stream append named the same stream twice.
     case duplicateStream(stream: String)
     /// The tenant's map is full (its size quota). Reads keep working.
@@ -85,6 +88,8 @@ public enum StorageError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .duplicateEventID(id): "event id \(id) appears more than once in the append"
         case let .eventIDConflict(id, stream, revision):
             "event id \(id) is already stored as revision \(revision) of stream '\(stream)'"
+        case let .eventIDContentConflict(id, stream, revision):
+            "event id \(id) is already stored as revision \(revision) of stream '\(stream)' with other content (type, data or metadata differ); a retry must resend the same event, a new event needs a new id"
         case let .duplicateStream(stream): "stream '\(stream)' appears more than once in a multi-stream append"
         case let .quotaExceeded(tenant, mapSize): "tenant '\(tenant)' is full (map size \(mapSize) bytes)"
         case let .diskFull(tenant, path, operation):

@@ -179,6 +179,18 @@ extension TenantDatabases {
         }
     }
 
+    /// Whether the event stored at `position` has `event`'s type, data and
+    /// metadata (what makes a retry the same event; its id already matched).
+    func storedContent<T: TransactionReads & ~Copyable>(at position: UInt64, matches event: ProposedEvent,
+                                                         in txn: borrowing T, path: String) throws -> Bool {
+        let record = try Keys.withPosition(position) { try txn.borrowValue(log, key: $0) }
+        guard let record, EventRecord.isValid(record) else {
+            throw StorageError.corrupt(path: path, detail: "event-id index points at position \(position), which does not decode")
+        }
+        let stored = RecordedEvent(position: position, borrowing: record)
+        return stored.type == event.type && stored.data == event.data && stored.metadata == event.metadata
+    }
+
     /// The stream, revision and time of the event at `position`.
     func identity<T: TransactionReads & ~Copyable>(at position: UInt64, in txn: borrowing T, path: String) throws -> StoredIdentity {
         let record = try Keys.withPosition(position) { try txn.borrowValue(log, key: $0) }

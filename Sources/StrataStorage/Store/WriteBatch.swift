@@ -179,6 +179,15 @@ struct WriteBatch {
         guard consistent else {
             throw StorageError.eventIDConflict(id: write.events[0].id, storedStream: write.stream, storedRevision: firstRevision)
         }
+        // The same ids at the same places: a retry only if the content is
+        // the same too (checked here, on the replay path only).
+        for (index, event) in write.events.enumerated() {
+            let position = index == 0 ? firstPosition : try dbs.position(ofEventID: event.id, in: txn) ?? firstPosition
+            guard try dbs.storedContent(at: position, matches: event, in: txn, path: "log") else {
+                throw StorageError.eventIDContentConflict(id: event.id, storedStream: write.stream,
+                                                          storedRevision: firstRevision + UInt64(index))
+            }
+        }
         return AppendResult(stream: write.stream, firstRevision: firstRevision,
                             lastRevision: firstRevision + UInt64(write.events.count - 1),
                             firstPosition: firstPosition, lastPosition: lastPosition,
