@@ -82,6 +82,20 @@ enum EventRecord {
         return UnsafeRawBufferPointer(rebasing: buffer[headerSize ..< headerSize + count])
     }
 
+    /// Whether the stored record has `event`'s type, data and metadata,
+    /// compared in place (what makes a retry the same event).
+    static func hasContent(of event: ProposedEvent, _ buffer: UnsafeRawBufferPointer) -> Bool {
+        let streamCount = Int(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        let typeCount = Int(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+        let contentTypeCount = Int(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 6, as: UInt16.self)))
+        let dataCount = Int(UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        let metadataCount = Int(UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+        let dataStart = headerSize + streamCount + typeCount + contentTypeCount
+        return eventType(buffer).elementsEqual(event.type.utf8)
+            && buffer[dataStart ..< dataStart + dataCount].elementsEqual(event.data)
+            && buffer[dataStart + dataCount ..< dataStart + dataCount + metadataCount].elementsEqual(event.metadata)
+    }
+
     @inline(__always)
     static func eventType(_ buffer: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         let streamCount = Int(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))

@@ -187,8 +187,7 @@ extension TenantDatabases {
         guard let record, EventRecord.isValid(record) else {
             throw StorageError.corrupt(path: path, detail: "event-id index points at position \(position), which does not decode")
         }
-        let stored = RecordedEvent(position: position, borrowing: record)
-        return stored.type == event.type && stored.data == event.data && stored.metadata == event.metadata
+        return EventRecord.hasContent(of: event, record)
     }
 
     /// The stream, revision and time of the event at `position`.

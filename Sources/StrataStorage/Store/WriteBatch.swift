@@ -158,7 +158,7 @@ struct WriteBatch {
         guard first.stream == write.stream else {
             throw StorageError.eventIDConflict(id: write.events[0].id, storedStream: first.stream, storedRevision: first.revision)
         }
-        var lastPosition = firstPosition
+        var positions = [firstPosition]
         for (index, event) in write.events.enumerated().dropFirst() {
             guard let position = try dbs.position(ofEventID: event.id, in: txn) else {
                 // Some ids stored, some not: not a retry of one append.
@@ -168,7 +168,7 @@ struct WriteBatch {
             guard stored.stream == write.stream, stored.revision == first.revision + UInt64(index) else {
                 throw StorageError.eventIDConflict(id: event.id, storedStream: stored.stream, storedRevision: stored.revision)
             }
-            lastPosition = position
+            positions.append(position)
         }
         let firstRevision = first.revision
         let consistent: Bool = switch write.expected {
@@ -181,8 +181,7 @@ struct WriteBatch {
         }
         // The same ids at the same places: a retry only if the content is
         // the same too (checked here, on the replay path only).
-        for (index, event) in write.events.enumerated() {
-            let position = index == 0 ? firstPosition : try dbs.position(ofEventID: event.id, in: txn) ?? firstPosition
+        for (index, (event, position)) in zip(write.events, positions).enumerated() {
             guard try dbs.storedContent(at: position, matches: event, in: txn, path: "log") else {
                 throw StorageError.eventIDContentConflict(id: event.id, storedStream: write.stream,
                                                           storedRevision: firstRevision + UInt64(index))
@@ -190,7 +189,7 @@ struct WriteBatch {
         }
         return AppendResult(stream: write.stream, firstRevision: firstRevision,
                             lastRevision: firstRevision + UInt64(write.events.count - 1),
-                            firstPosition: firstPosition, lastPosition: lastPosition,
+                            firstPosition: firstPosition, lastPosition: positions[positions.count - 1],
                             recordedAt: first.recordedAt, replayed: true)
     }
 
