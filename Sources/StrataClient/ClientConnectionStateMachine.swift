@@ -15,7 +15,8 @@ package struct ClientConnectionStateMachine<Call, Waiter> {
         /// Connected; the server's SETTINGS have not arrived.
         case awaitingSettings
         case open
-        /// The server sent GOAWAY: calls it accepted finish, no new call starts.
+        /// The server sent GOAWAY, or every call id is used: calls in flight
+        /// finish, no new call starts (the client opens a new connection).
         case goingAway
         /// Lost, closed or broken: every call failed with `failure`.
         case failed
@@ -24,7 +25,8 @@ package struct ClientConnectionStateMachine<Call, Waiter> {
     package private(set) var phase = Phase.awaitingSettings
     /// The first failure; every later call fails with it.
     package private(set) var failure: RPCError?
-    package private(set) var nextCallID: UInt32 = 1
+    /// The highest call id used so far (for the per-frame rules); 0 before the first.
+    package private(set) var lastCallID: UInt32 = 0
     package private(set) var calls: [UInt32: Call] = [:]
     /// The initial window the connection's calls start with: min(ours, the server's).
     package private(set) var initialWindow = Int(ProtocolDefaults.initialWindowMessages)
@@ -34,12 +36,13 @@ package struct ClientConnectionStateMachine<Call, Waiter> {
     package private(set) var reserved = 0
     private var slotWaiters: [Waiter] = []
 
-    package init() {}
+    /// `lastCallID`: where the ids start (tests start near the end of the range).
+    package init(lastCallID: UInt32 = 0) {
+        self.lastCallID = lastCallID
+    }
 
     /// Whether new calls may use this connection.
     package var isUsable: Bool { failure == nil && phase != .goingAway }
-    /// The highest call id sent so far (for the per-frame rules).
-    package var lastCallID: UInt32 { nextCallID &- 1 }
     package var waitingForSlots: Int { slotWaiters.count }
 
     package func call(_ id: UInt32) -> Call? { calls[id] }
@@ -64,8 +67,10 @@ package struct ClientConnectionStateMachine<Call, Waiter> {
         reserved = Swift.max(0, reserved - 1)
         if let failure { throw failure }
         if phase == .goingAway { throw RPCError(.unavailable, "the connection is going away") }
-        let id = nextCallID
-        nextCallID += 1
+        let id = lastCallID + 1  // < .max + 1: the connection went away when .max was used
+        lastCallID = id
+        // Ids must increase: after the last one, new calls go to a new connection.
+        if id == .max { phase = .goingAway }
         calls[id] = call
         return (id, calls.count > 1)
     }

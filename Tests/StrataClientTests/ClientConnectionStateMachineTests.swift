@@ -45,6 +45,20 @@ struct ClientConnectionStateMachineTests {
         #expect(result4 == 3)
     }
 
+    @Test("after the last call id the connection goes away, so new calls go to a new connection instead of trapping")
+    func idsRunOut() throws {
+        var machine = Machine(lastCallID: .max - 2)
+        _ = machine.receivedSettings(initialWindowMessages: 0, maxConcurrentCalls: 0)
+        let before = try machine.open("a")
+        #expect(before.id == .max - 1 && machine.isUsable)
+        let last = try machine.open("b")
+        #expect(last.id == .max && !machine.isUsable && machine.phase == .goingAway)
+        #expect(throws: RPCError(.unavailable, "the connection is going away")) { try machine.open("c") }
+        #expect(machine.lastCallID == .max)
+        let (call, _) = machine.remove(.max)
+        #expect(call == "b")
+    }
+
     @Test("beyond the server's call limit callers wait for a slot, and an ending call lets the first one in")
     func slots() throws {
         var machine = Self.open(maxCalls: 2)
