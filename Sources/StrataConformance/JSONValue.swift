@@ -58,13 +58,6 @@ enum JSONValue: Sendable, Hashable, Codable {
         try JSONEncoder().encode(self)
     }
 
-    var isNumber: Bool {
-        switch self {
-        case .integer, .unsigned, .double: true
-        default: false
-        }
-    }
-
     /// A scalar as text (what a captured variable holds, what numbers and
     /// strings are compared by); nil for arrays, objects and null.
     var text: String? {

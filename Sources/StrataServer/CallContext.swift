@@ -33,26 +33,18 @@ public struct CallContext: Sendable {
     public let cancellation: CallCancellation
 }
 
-/// Whether a call was cancelled, and with which status. Set once by the
-/// connection that owns the call, read from any thread (an atomic).
+/// Whether a call ended (CANCELLED, DEADLINE_EXCEEDED, a closed connection)
+/// before its handler answered. Set once by the connection that owns the
+/// call, read from any thread (an atomic).
 public final class CallCancellation: Sendable {
-    /// 0 while the call runs, else the status code it ended with.
-    private let code = Atomic<UInt8>(0)
+    private let cancelled = Atomic<Bool>(false)
 
     public init() {}
 
-    /// Whether the call ended (CANCELLED, DEADLINE_EXCEEDED, …) before its handler answered.
-    public var isCancelled: Bool { code.load(ordering: .acquiring) != 0 }
+    public var isCancelled: Bool { cancelled.load(ordering: .acquiring) }
 
-    /// The status the call ended with, once cancelled.
-    public var status: StatusCode? {
-        let raw = code.load(ordering: .acquiring)
-        return raw == 0 ? nil : StatusCode(rawValue: UInt32(raw))
-    }
-
-    /// Marks the call ended with `status` (the first status wins).
-    func cancel(_ status: StatusCode) {
-        _ = code.compareExchange(expected: 0, desired: UInt8(clamping: status.rawValue), ordering: .acquiringAndReleasing)
+    func cancel() {
+        cancelled.store(true, ordering: .releasing)
     }
 }
 

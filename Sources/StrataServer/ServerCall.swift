@@ -35,7 +35,7 @@ final class ServerCall {
     /// lease). `status` other than OK tells a handler still working that
     /// it may stop (`CallContext.cancellation`).
     func end(_ status: StatusCode) {
-        if status != .ok { context.cancellation.cancel(status) }
+        if status != .ok { context.cancellation.cancel() }
         lifecycle.end()
         source = nil
     }

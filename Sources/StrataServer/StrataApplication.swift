@@ -44,7 +44,7 @@ public final class StrataApplication: Sendable {
     /// The server admin key in effect: the configured one, or one made up for
     /// this run in development mode (`adminKeyWasGenerated`).
     public let adminKey: String
-    public let adminKeyWasGenerated: Bool
+    public var adminKeyWasGenerated: Bool { configuration.adminKey == nil }
     public let metrics: ServerMetrics
     public let engine: StorageEngine
     public let system: SystemStore
@@ -76,7 +76,6 @@ public final class StrataApplication: Sendable {
         }
         self.configuration = configuration
         self.adminKey = adminKey ?? ""
-        self.adminKeyWasGenerated = configuration.adminKey == nil
         self.logger = logger
 
         // 1. Before anything is opened: one server per data directory.
@@ -134,6 +133,7 @@ public final class StrataApplication: Sendable {
             reconciliationNotes = try tenants.reconcile()
         } catch {
             engine.close()
+            system.close()
             throw .storage(error)
         }
         self.metrics = metrics
